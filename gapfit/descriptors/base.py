@@ -1,0 +1,86 @@
+"""The contract every descriptor fulfils: local environments and their gradients.
+
+A descriptor turns one structure into feature vectors of local environments
+(one per atom for SOAP/ACSF, one per pair for the 2-body term) and, on request,
+the gradient of each feature vector with respect to each neighbour position,
+stored sparsely per (environment, neighbour image) pair.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class LocalEnvironments:
+    """Feature vectors of the local environments of one structure.
+
+    Attributes
+    ----------
+    features : (n_envs, n_features) float64
+        Descriptor vector q of each environment (descriptor units, e.g. Å^-3
+        for SOAP power spectra, Å for a distance).
+    center_atoms : (n_envs,) int64
+        Atom (index in the structure) whose local energy this environment
+        contributes to.
+    channels : (n_envs,) int64
+        Kernel channel: environments of different channels never correlate
+        (centre species for SOAP/ACSF, species pair for the 2-body term).
+    pair_envs, pair_neighbors, pair_vectors, pair_gradients :
+        Present when gradients were requested, else None. For every pair p of
+        an environment e = pair_envs[p] and a neighbour image j' of atom
+        j = pair_neighbors[p] with r_j' - r_{center} = pair_vectors[p] (Å),
+        pair_gradients[p] = ∂q_e/∂r_j' with shape (3, n_features), per Å.
+        The environment's own centre atom is not listed: because q depends on
+        relative positions only, ∂q_e/∂r_center = -Σ_p ∂q_e/∂r_j'.
+        A strain ε maps every pair vector D to (1+ε)D, so the derivative of
+        any function of q with respect to strain follows from the same arrays.
+    """
+
+    features: np.ndarray
+    center_atoms: np.ndarray
+    channels: np.ndarray
+    pair_envs: Optional[np.ndarray] = None
+    pair_neighbors: Optional[np.ndarray] = None
+    pair_vectors: Optional[np.ndarray] = None
+    pair_gradients: Optional[np.ndarray] = None
+
+    @property
+    def n_envs(self):
+        return self.features.shape[0]
+
+    @property
+    def has_gradients(self):
+        return self.pair_gradients is not None
+
+
+class Descriptor:
+    """Base class: a descriptor maps a structure to LocalEnvironments.
+
+    Subclasses set ``cutoff`` (Å, the neighbour-list radius they need) and
+    implement ``n_features`` and ``compute``.
+    """
+
+    cutoff: float
+
+    @property
+    def n_features(self):
+        raise NotImplementedError
+
+    def compute(self, atoms, neighbor_list, gradients=False):
+        """LocalEnvironments of ``atoms`` given its full neighbour list
+        (``gapfit.neighbors.build_neighbor_list(atoms, self.cutoff)``)."""
+        raise NotImplementedError
+
+    def backward(self, atoms, neighbor_list, d_energy_d_features):
+        """Chain rule from ∂E/∂q (n_envs, n_features) to ∂E/∂(pair vector).
+
+        Returns (pair_envs, pair_neighbors, pair_vectors, d_energy_d_pair_vectors)
+        with the last of shape (n_pairs, 3) in eV/Å. This generic version goes
+        through the full pair gradients; descriptors override it with a
+        faster path that never forms them.
+        """
+        env = self.compute(atoms, neighbor_list, gradients=True)
+        upstream = d_energy_d_features[env.pair_envs]
+        gradient = np.einsum("pak,pk->pa", env.pair_gradients, upstream)
+        return env.pair_envs, env.pair_neighbors, env.pair_vectors, gradient

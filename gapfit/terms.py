@@ -1,0 +1,146 @@
+"""The terms a GAP sums: a descriptor, a kernel on it, a signal scale δ and a sparse set.
+
+``SOAP``, ``TwoBody`` and ``ACSF`` hold settings only (scikit-learn style);
+``GAP.fit`` clones them, calls ``build`` with the training species and then
+stores the chosen sparse points on the clone (attributes ending in ``_``).
+"""
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .kernels import CutoffSquaredExponential, NormalizedDotProduct, SquaredExponential
+
+
+class Term(BaseEstimator):
+    """Shared behaviour: building the descriptor and kernel, holding sparse points."""
+
+    def build(self, species):
+        """Create ``descriptor_`` and ``kernel_`` for these atomic numbers; returns self."""
+        self.species_ = sorted(int(z) for z in species)
+        self.descriptor_ = self._make_descriptor(self.species_)
+        self.kernel_ = self._make_kernel()
+        return self
+
+    @property
+    def neighbor_cutoff(self):
+        """Radius (Å) of the neighbour list the descriptor needs."""
+        return self.descriptor_.cutoff
+
+    def selection_features(self, features):
+        """Features as the kernel compares them (used to choose sparse points)."""
+        return self.kernel_.prepare_sparse(features)
+
+    def set_sparse(self, features, channels):
+        """Store sparse points (features as the kernel stores them), grouped by channel."""
+        order = np.argsort(channels, kind="stable")
+        self.sparse_points_ = np.ascontiguousarray(features[order], dtype=np.float64)
+        self.sparse_channels_ = np.asarray(channels, dtype=np.int64)[order]
+        labels, starts = np.unique(self.sparse_channels_, return_index=True)
+        stops = np.append(starts[1:], len(order))
+        self.channel_columns_ = {int(c): (int(a), int(b)) for c, a, b in zip(labels, starts, stops)}
+        return self
+
+    @property
+    def n_sparse_points(self):
+        return len(self.sparse_points_)
+
+    def sparse_covariance(self):
+        """δ² K_MM, block diagonal over channels (environments of different channels never correlate)."""
+        size = self.n_sparse_points
+        covariance = np.zeros((size, size))
+        for start, stop in self.channel_columns_.values():
+            block = self.sparse_points_[start:stop]
+            covariance[start:stop, start:stop] = self.kernel_.sparse_covariance(block)
+        return self.delta ** 2 * covariance
+
+    def kernel_blocks(self, environments):
+        """Yield (env_indices, start, stop, K, A, B) per channel present in both.
+
+        K, A, B are δ²-scaled values and gradient factors (``gapfit.kernels``)
+        between the channel's environments and its sparse points
+        ``sparse_points_[start:stop]``.
+        """
+        scale = self.delta ** 2
+        for channel, (start, stop) in self.channel_columns_.items():
+            envs = np.flatnonzero(environments.channels == channel)
+            if len(envs) == 0:
+                continue
+            values, factor_sparse, factor_self = self.kernel_.values_and_factors(
+                environments.features[envs], self.sparse_points_[start:stop])
+            yield envs, start, stop, scale * values, scale * factor_sparse, scale * factor_self
+
+    def unknown_channels(self, environments):
+        """Channels of these environments that no sparse point covers."""
+        return set(np.unique(environments.channels).tolist()) - set(self.channel_columns_)
+
+
+class SOAP(Term):
+    """Smooth overlap of atomic positions with the normalised dot-product kernel to the power zeta.
+
+    Parameters
+    ----------
+    r_cut : float, Å. n_max, l_max : radial and angular basis sizes.
+    sigma : float, Å, width of the atomic Gaussians.
+    weighting : "poly" (dscribe's polynomial weight, r0 = r_cut, c = 1, m = 1,
+        smooth at the cutoff), None (no weighting), or a dscribe weighting dict.
+    zeta : int, kernel power. delta : float, eV, signal scale.
+    n_sparse : number of sparse environments (split over centre species).
+    sparse_method : "cur", "fps" or "random".
+    """
+
+    def __init__(self, r_cut=5.0, n_max=8, l_max=6, sigma=0.5, weighting="poly", zeta=4,
+                 delta=0.2, n_sparse=1000, sparse_method="cur"):
+        self.r_cut = r_cut
+        self.n_max = n_max
+        self.l_max = l_max
+        self.sigma = sigma
+        self.weighting = weighting
+        self.zeta = zeta
+        self.delta = delta
+        self.n_sparse = n_sparse
+        self.sparse_method = sparse_method
+
+    def dscribe_weighting(self):
+        """The weighting as dscribe spells it."""
+        if self.weighting == "poly":
+            return {"function": "poly", "r0": float(self.r_cut), "c": 1.0, "m": 1.0}
+        return self.weighting
+
+    def _make_descriptor(self, species):
+        from .descriptors.soap import SOAPDescriptor
+        return SOAPDescriptor(species, r_cut=self.r_cut, n_max=self.n_max, l_max=self.l_max,
+                              sigma=self.sigma, weighting=self.dscribe_weighting())
+
+    def _make_kernel(self):
+        return NormalizedDotProduct(zeta=self.zeta)
+
+
+class TwoBody(Term):
+    """Pair term: squared-exponential kernel on pair distances with a cosine cutoff.
+
+    Parameters
+    ----------
+    cutoff : float, Å. transition_width : float, Å, width of the cosine taper.
+    theta : float, Å, length scale. delta : float, eV, signal scale.
+    n_sparse : sparse distances per species pair, spread uniformly.
+    """
+
+    def __init__(self, cutoff=5.0, transition_width=1.0, theta=1.0, delta=1.0, n_sparse=20,
+                 sparse_method="uniform"):
+        self.cutoff = cutoff
+        self.transition_width = transition_width
+        self.theta = theta
+        self.delta = delta
+        self.n_sparse = n_sparse
+        self.sparse_method = sparse_method
+
+    def _make_descriptor(self, species):
+        from .descriptors.twobody import TwoBodyDescriptor
+        return TwoBodyDescriptor(species, self.cutoff)
+
+    def _make_kernel(self):
+        return CutoffSquaredExponential(self.theta, self.cutoff, self.transition_width)
+
+
+def default_terms():
+    """The default recipe: a 2-body term plus SOAP, as in common GAP fits."""
+    return [TwoBody(), SOAP()]

@@ -1,0 +1,54 @@
+"""Shared fixtures: small EMT-labelled structures made on the fly, and the mlearn data location."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+MLEARN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlearn"
+
+
+def label_with_emt(atoms):
+    """Attach EMT energy, forces and stress as reference labels (SinglePointCalculator)."""
+    atoms.calc = EMT()
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    stress = atoms.get_stress() if atoms.pbc.all() else None
+    results = {"energy": energy, "forces": forces}
+    if stress is not None:
+        results["stress"] = stress
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def make_cu_structures(n, seed, repeat=(2, 2, 2), rattle=0.1, strain=0.03, symbols=None):
+    """n rattled, strained fcc Cu (or alloy) cells with EMT labels."""
+    rng = np.random.default_rng(seed)
+    structures = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
+        if symbols is not None:
+            atoms.set_chemical_symbols(rng.choice(symbols, size=len(atoms)))
+        deformation = np.eye(3) + strain * rng.standard_normal((3, 3))
+        atoms.set_cell(atoms.cell.array @ deformation, scale_atoms=True)
+        atoms.positions += rattle * rng.standard_normal(atoms.positions.shape)
+        structures.append(label_with_emt(atoms))
+    return structures
+
+
+@pytest.fixture(scope="session")
+def cu_train():
+    return make_cu_structures(12, seed=1)
+
+
+@pytest.fixture(scope="session")
+def cu_test():
+    return make_cu_structures(4, seed=2)
+
+
+@pytest.fixture(scope="session")
+def mlearn_dir():
+    if not MLEARN.is_dir():
+        pytest.skip(f"mlearn DFT data not found at {MLEARN} (it lives in the project's shared/ folder)")
+    return MLEARN
