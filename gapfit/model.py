@@ -4,29 +4,19 @@ scikit-learn conventions with a list of ``ase.Atoms`` as X: parameters are
 stored unchanged by ``__init__``, everything learned ends in ``_``, ``fit``
 returns self. Array-input validation of scikit-learn does not apply.
 """
+import os
+from functools import partial
+
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from . import gp
-from .assembly import column_offsets, design_rows, predict_structure
-from .checks import check_labels, check_structures
+from . import gp, training
+from .assembly import column_offsets, predict_structure
+from .checks import check_structures
+from .parallel import map_chunks
+from .sparse import select_sparse
 from .terms import default_terms
-
-KINDS = ("energy", "forces", "virial")
-
-
-def _chunks(sizes, max_atoms):
-    """Consecutive index groups whose atom counts add up to at most max_atoms (at least one each)."""
-    group, total = [], 0
-    for index, size in enumerate(sizes):
-        if group and total + size > max_atoms:
-            yield group
-            group, total = [], 0
-        group.append(index)
-        total += size
-    if group:
-        yield group
 
 
 class GAP(BaseEstimator):
@@ -47,14 +37,30 @@ class GAP(BaseEstimator):
         {symbol or atomic number: eV}.
     fit_forces, fit_virial : bool, use force / stress labels where present.
     sparse_jitter : float, relative jitter added to K_MM's diagonal.
-    chunk_atoms : int, atoms per chunk in the streaming assembly (memory knob).
+    chunk_atoms : int, atoms per chunk of the streaming assembly; memory of
+        one chunk is about chunk_atoms × 3 × M × 8 bytes plus descriptor
+        gradients.
+    n_jobs : None or 1 (this process, all cores through numba/BLAS), or the
+        number of local worker processes (-1: all cores).
+    backend : None, or "dask" to run the chunks on the current
+        ``dask.distributed`` client's workers.
     random_state : int, numpy Generator or None, for sparse-point selection.
     verbose : bool, progress bars on standard error.
+    optimize_hyperparameters : False, True, or a number F > 1: after the fit,
+        scale the energy/force/virial sigmas and each term's delta to maximise
+        the log marginal likelihood, each within a factor F (True: 10) of its
+        start (``gapfit.hyperparameters``). The settings stay unchanged; the
+        fitted terms_ carry the new deltas and ``sigma_scales_`` the factors.
+
+    ``fit`` takes a list of Atoms, or file names (str/Path or a list of
+    them) that the workers read themselves with ``read_options``.
     """
 
     def __init__(self, terms=None, energy_sigma=0.002, force_sigma=0.05, virial_sigma=0.05,
                  config_type_sigma=None, e0="average", fit_forces=True, fit_virial=True,
-                 sparse_jitter=1e-8, chunk_atoms=512, random_state=None, verbose=False):
+                 sparse_jitter=1e-8, chunk_atoms=512, n_jobs=None, backend=None,
+                 read_options=None, random_state=None, verbose=False,
+                 optimize_hyperparameters=False):
         self.terms = terms
         self.energy_sigma = energy_sigma
         self.force_sigma = force_sigma
@@ -65,32 +71,86 @@ class GAP(BaseEstimator):
         self.fit_virial = fit_virial
         self.sparse_jitter = sparse_jitter
         self.chunk_atoms = chunk_atoms
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.read_options = read_options
         self.random_state = random_state
         self.verbose = verbose
+        self.optimize_hyperparameters = optimize_hyperparameters
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
-        """Fit to a list of Atoms carrying reference labels (SinglePointCalculator).
+        """Fit to structures carrying reference labels (SinglePointCalculator).
 
         ``y`` is ignored: labels travel on the structures.
         """
-        structures = list(X)
-        check_structures(structures)
-        labels = check_labels(structures, need_forces=self.fit_forces)
-        species = sorted({int(z) for atoms in structures for z in atoms.numbers})
-        self.species_ = species
-        self.e0_ = self._fit_e0(structures, labels.energies, species)
-        self.terms_ = [clone(term).build(species) for term in (self.terms or default_terms())]
-        self._choose_sparse_points(structures)
-        self.data_factors_ = self._assemble(structures, labels)
+        chunks = self._training_chunks(X)
+        surveys = self._map(partial(training.survey, need_forces=self.fit_forces), chunks, "checking")
+        self.species_ = sorted(set().union(*(s.species for s in surveys)))
+        self.e0_ = self._fit_e0(surveys)
+        self.terms_ = [clone(term).build(self.species_) for term in (self.terms or default_terms())]
+        self._choose_sparse_points(self._map(partial(training.features, self.terms_), chunks,
+                                             "descriptors"))
+        settings = training.TargetSettings(
+            e0=self.e0_, sigmas=(self.energy_sigma, self.force_sigma, self.virial_sigma),
+            config_type_sigma=self.config_type_sigma, fit_forces=self.fit_forces,
+            fit_virial=self.fit_virial)
+        pieces = self._map(partial(training.factors, self.terms_, settings), chunks, "assembling")
+        self.data_factors_ = gp.combine_factor_dicts(pieces)
         prior = gp.prior_factor(self._sparse_covariance(), self.sparse_jitter)
         self.alpha_, self.factor_ = gp.solve(list(self.data_factors_.values()), prior)
-        self.n_training_structures_ = len(structures)
+        self.n_training_structures_ = int(sum(len(s.n_atoms) for s in surveys))
+        if self.optimize_hyperparameters:
+            from .hyperparameters import optimize_after_fit
+            optimize_after_fit(self, chunks)
         return self
 
-    def _fit_e0(self, structures, energies, species):
+    def update(self, X):
+        """Add labelled structures (a list of Atoms) without a refit: their R factors
+        join ``data_factors_`` and the coefficients are solved again.
+
+        Sparse points, e0 and hyperparameters stay as fitted; the result equals a
+        fit on all the data with the same sparse points and e0. Returns self.
+        """
+        check_is_fitted(self, "data_factors_")
+        structures = list(X)
+        self._check_predictable(structures)
+        chunks = training.chunks_of_structures(structures, self.chunk_atoms)
+        scales = getattr(self, "sigma_scales_", {})
+        settings = training.TargetSettings(
+            e0=self.e0_, sigmas=(self.energy_sigma, self.force_sigma, self.virial_sigma),
+            config_type_sigma=self.config_type_sigma, fit_forces=self.fit_forces,
+            fit_virial=self.fit_virial)
+        pieces = self._map(partial(training.factors, self.terms_, settings), chunks, "updating")
+        pieces = [{kind: factor / scales.get(kind, 1.0) for kind, factor in piece.items()}
+                  for piece in pieces]
+        self.data_factors_ = gp.combine_factor_dicts([self.data_factors_] + pieces)
+        prior = gp.prior_factor(self._sparse_covariance(), self.sparse_jitter)
+        self.alpha_, self.factor_ = gp.solve(list(self.data_factors_.values()), prior)
+        self.n_training_structures_ += len(structures)
+        return self
+
+    def _training_chunks(self, X):
+        if isinstance(X, (str, os.PathLike)):
+            X = [X]
+        X = list(X)
+        if not X:
+            raise ValueError("no training configurations given")
+        if all(isinstance(item, (str, os.PathLike)) for item in X):
+            return training.chunks_of_files(X, self.chunk_atoms, self.read_options)
+        return training.chunks_of_structures(X, self.chunk_atoms)
+
+    def _map(self, func, chunks, description):
+        progress = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+            progress = partial(tqdm, desc=description, unit="chunk")
+        return map_chunks(func, chunks, n_jobs=self.n_jobs, client=self.backend, progress=progress)
+
+    def _fit_e0(self, surveys):
         """Isolated-atom energy per atomic number, eV."""
         from ase.data import atomic_numbers
+        species = self.species_
         if isinstance(self.e0, dict):
             given = {(atomic_numbers[k] if isinstance(k, str) else int(k)): float(v)
                      for k, v in self.e0.items()}
@@ -99,17 +159,17 @@ class GAP(BaseEstimator):
                 raise ValueError(f"e0 has no value for atomic numbers {missing}")
             return {z: given[z] for z in species}
         if self.e0 == "average":
-            per_atom = sum(energies) / sum(len(a) for a in structures)
-            return {z: per_atom for z in species}
+            per_atom = (sum(s.energies.sum() for s in surveys)
+                        / sum(s.n_atoms.sum() for s in surveys))
+            return {z: float(per_atom) for z in species}
         if self.e0 == "isolated":
             found = {}
-            for atoms, energy in zip(structures, energies):
-                if len(atoms) == 1:
-                    found[int(atoms.numbers[0])] = float(energy)
+            for s in surveys:
+                found.update(s.single_atom_energies)
             missing = [z for z in species if z not in found]
             if missing:
                 raise ValueError(f"e0='isolated' but no single-atom configuration for atomic numbers {missing}")
-            return found
+            return {z: found[z] for z in species}
         raise ValueError(f"e0 must be 'average', 'isolated' or a dict, not {self.e0!r}")
 
     def _rng(self):
@@ -117,21 +177,14 @@ class GAP(BaseEstimator):
             return self.random_state
         return np.random.default_rng(self.random_state)
 
-    def _choose_sparse_points(self, structures):
-        from .assembly import neighbor_lists
-        from .sparse import select_sparse
+    def _choose_sparse_points(self, chunk_features):
         rng = self._rng()
-        collected = [([], []) for _ in self.terms_]
-        for atoms in structures:
-            for term, nl, (features, channels) in zip(self.terms_, neighbor_lists(self.terms_, atoms),
-                                                      collected):
-                environments = term.descriptor_.compute(atoms, nl, gradients=False)
-                features.append(term.selection_features(environments.features))
-                channels.append(environments.channels)
-        for term, (features, channels) in zip(self.terms_, collected):
-            chosen, chosen_channels = select_sparse(
-                np.concatenate(features), np.concatenate(channels), term.n_sparse,
-                term.sparse_method, rng, label=type(term).__name__)
+        for index, term in enumerate(self.terms_):
+            values = np.concatenate([chunk[index][0] for chunk in chunk_features])
+            channels = np.concatenate([chunk[index][1] for chunk in chunk_features])
+            chosen, chosen_channels = select_sparse(values, channels, term.n_sparse,
+                                                    term.sparse_method, rng,
+                                                    label=type(term).__name__)
             term.set_sparse(chosen, chosen_channels)
 
     def _sparse_covariance(self):
@@ -140,50 +193,6 @@ class GAP(BaseEstimator):
         for term, start, stop in zip(self.terms_, offsets[:-1], offsets[1:]):
             covariance[start:stop, start:stop] = term.sparse_covariance()
         return covariance
-
-    def _sigmas(self, atoms):
-        """(energy, force, virial) sigmas of one configuration: eV, eV/Å, eV."""
-        sigma = [self.energy_sigma, self.force_sigma, self.virial_sigma]
-        config_type = atoms.info.get("config_type")
-        if self.config_type_sigma and config_type in self.config_type_sigma:
-            sigma = list(self.config_type_sigma[config_type])
-        for position, key in enumerate(("energy_sigma", "force_sigma", "virial_sigma")):
-            if key in atoms.info:
-                sigma[position] = float(atoms.info[key])
-        root_n = np.sqrt(len(atoms))
-        return sigma[0] * root_n, sigma[1], sigma[2] * root_n
-
-    def _chunk_factors(self, structures, labels, indices):
-        """The map step: R factors {kind: (M+1)²} of one chunk of configurations."""
-        chunk = [structures[i] for i in indices]
-        rows = design_rows(self.terms_, chunk)
-        e0 = np.array([sum(self.e0_[int(z)] for z in atoms.numbers) for atoms in chunk])
-        energies = np.array([labels.energies[i] for i in indices]) - e0
-        sigmas = np.array([self._sigmas(atoms) for atoms in chunk])
-        factors = {"energy": gp.weighted_factor(rows.energy, energies, sigmas[:, 0])}
-        if self.fit_forces:
-            forces = np.concatenate([labels.forces[i] for i in indices]).reshape(-1)
-            force_sigmas = np.repeat(sigmas[:, 1], [3 * len(a) for a in chunk])
-            factors["forces"] = gp.weighted_factor(rows.forces.reshape(len(forces), -1), forces,
-                                                   force_sigmas)
-        if self.fit_virial:
-            with_stress = [k for k, i in enumerate(indices) if labels.stresses[i] is not None]
-            if with_stress:
-                virials = np.concatenate([-labels.stresses[indices[k]] * chunk[k].get_volume()
-                                          for k in with_stress])
-                virial_rows = rows.virial[with_stress].reshape(len(virials), -1)
-                factors["virial"] = gp.weighted_factor(virial_rows, virials,
-                                                       np.repeat(sigmas[with_stress, 2], 6))
-        return factors
-
-    def _assemble(self, structures, labels):
-        """Map over chunks of configurations, then reduce the R factors."""
-        groups = list(_chunks([len(a) for a in structures], self.chunk_atoms))
-        if self.verbose:
-            from tqdm.auto import tqdm
-            groups = tqdm(groups, desc="assembling", unit="chunk")
-        pieces = [self._chunk_factors(structures, labels, group) for group in groups]
-        return gp.combine_factor_dicts(pieces)
 
     # -------------------------------------------------------------- predict
     def _check_predictable(self, structures):
@@ -195,11 +204,26 @@ class GAP(BaseEstimator):
         e0 = np.array([self.e0_[int(z)] for z in atoms.numbers])
         return predict_structure(self.terms_, self.alpha_, e0, atoms)
 
-    def predict(self, X):
-        """Total energies (eV), one per configuration of the list X."""
+    def predict(self, X, return_std=False):
+        """Total energies (eV), one per configuration of the list X.
+
+        With ``return_std``, also the posterior standard deviations (eV) of the
+        latent energies (``predict_variances`` has local energies and forces).
+        """
         structures = list(X)
         self._check_predictable(structures)
-        return np.array([self.predict_structure(atoms).energy for atoms in structures])
+        energies = np.array([self.predict_structure(atoms).energy for atoms in structures])
+        if not return_std:
+            return energies
+        return energies, np.array([v.energy_std for v in self.predict_variances(structures)])
+
+    def predict_variances(self, X):
+        """Posterior variances per configuration (``gapfit.variance.StructureVariance``:
+        energy eV², local_energies eV², forces (eV/Å)², with ``*_std`` properties)."""
+        from .variance import predict_variances
+        structures = list(X)
+        self._check_predictable(structures)
+        return predict_variances(self, structures)
 
     def predict_forces(self, X):
         """Forces (eV/Å), one (N, 3) array per configuration."""

@@ -1,0 +1,359 @@
+"""Active learning: choose configurations to label by the model's uncertainty, and learn on the fly in MD.
+
+``select`` ranks a pool of unlabelled configurations; ``OnTheFly`` runs Langevin MD with a
+fitted GAP, asks an oracle (any ASE calculator) whenever the predicted force uncertainty
+crosses a threshold, adds the answer with ``GAP.update`` (no refit) and carries on. Its
+state lives in a directory and survives interruption.
+"""
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from ase import units
+from ase.calculators.singlepoint import SinglePointCalculator
+from scipy.linalg import solve_triangular
+
+from . import gp
+from .hyperparameters import target_settings
+from .variance import Posterior, structure_targets, target_variances
+
+STRATEGIES = ("uncertainty", "batch", "random")
+SCORES = ("forces", "energy")
+
+
+def _rng(random_state):
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return np.random.default_rng(random_state)
+
+
+def uncertainty_score(result, n_atoms, score="forces"):
+    """One number per structure from a StructureVariance: the largest force-component std
+    (eV/Å, ``score="forces"``) or the energy std per atom (eV/atom, ``score="energy"``)."""
+    if score == "forces":
+        return float(result.forces_std.max())
+    if score == "energy":
+        return result.energy_std / n_atoms
+    raise ValueError(f"unknown uncertainty score {score!r}; choose one of {SCORES}")
+
+
+class _Candidate:
+    """A pool structure's score rows with their fixed part (prior minus Nyström term),
+    and the weighted rows its labels would add to the fit."""
+
+    def __init__(self, model, posterior, atoms, score):
+        targets = structure_targets(model.terms_, atoms)
+        n_atoms, n_columns = targets.local_rows.shape
+        if score == "forces":
+            self.rows = targets.force_rows.reshape(3 * n_atoms, n_columns)
+            prior = targets.force_priors.ravel()
+        else:
+            self.rows = targets.energy_row[None, :]
+            prior = np.array([targets.energy_prior])
+        nystrom, _ = posterior.explained(self.rows)
+        self.fixed = prior - nystrom
+        self.n_atoms = n_atoms
+        self.training_rows = _weighted_rows(model, atoms, targets)
+
+    def score(self, precision_upper, score, reducible=False):
+        """The uncertainty score under the posterior with precision R11ᵀR11; ``reducible``
+        leaves out the Nyström part k** - a K_MM⁻¹ aᵀ, which no label can lower."""
+        whitened = solve_triangular(precision_upper, self.rows.T, trans="T", lower=False,
+                                    check_finite=False)
+        variances = np.einsum("mn,mn->n", whitened, whitened)
+        if not reducible:
+            variances = np.maximum(self.fixed + variances, 0.0)
+        if score == "forces":
+            return float(np.sqrt(variances.max()))
+        return float(np.sqrt(variances[0])) / self.n_atoms
+
+
+def _weighted_rows(model, atoms, targets):
+    """Design rows divided by the sigmas a fit would give this structure's labels
+    (energy, forces, and the virial of a 3D-periodic cell, whose stress an oracle gives)."""
+    energy_sigma, force_sigma, virial_sigma = target_settings(model).sigmas_of(atoms)
+    scales = getattr(model, "sigma_scales_", {})
+    rows = [targets.energy_row[None, :] / (energy_sigma * scales.get("energy", 1.0))]
+    if model.fit_forces:
+        rows.append(targets.force_rows.reshape(-1, targets.force_rows.shape[-1])
+                    / (force_sigma * scales.get("forces", 1.0)))
+    if model.fit_virial and atoms.pbc.all():
+        rows.append(targets.virial_rows / (virial_sigma * scales.get("virial", 1.0)))
+    return np.concatenate(rows)
+
+
+def select(model, pool, n, strategy="uncertainty", random_state=None, score="forces"):
+    """Indices of ``n`` configurations of ``pool`` (a list of Atoms) to label next.
+
+    strategy : "uncertainty" — the n largest scores; "batch" — greedy on the part of the
+        variance that labels can remove (a Σ_α aᵀ: the sparse points stay, so the Nyström
+        part k** - a K_MM⁻¹ aᵀ cannot shrink): after each pick the posterior is conditioned
+        on that structure's energy and force rows (its labels are not needed), so
+        near-duplicates of a pick lose their score; "random".
+    score : "forces" (largest force-component std, eV/Å) or "energy" (energy std per atom).
+    """
+    pool = list(pool)
+    if not 0 < n <= len(pool):
+        raise ValueError(f"cannot select {n} configurations from a pool of {len(pool)}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    if score not in SCORES:
+        raise ValueError(f"unknown uncertainty score {score!r}; choose one of {SCORES}")
+    if strategy == "random":
+        return _rng(random_state).choice(len(pool), size=n, replace=False).tolist()
+    model._check_predictable(pool)
+    posterior = Posterior(model)
+    candidates = [_Candidate(model, posterior, atoms, score) for atoms in pool]
+    precision = posterior.precision_upper
+    reducible = strategy == "batch"
+    scores = np.array([c.score(precision, score, reducible) for c in candidates])
+    if strategy == "uncertainty":
+        return np.argsort(-scores, kind="stable")[:n].tolist()
+    chosen = []
+    remaining = list(range(len(pool)))
+    for _ in range(n):
+        best = remaining[int(np.argmax(scores[remaining]))]
+        chosen.append(best)
+        remaining.remove(best)
+        precision = gp.combine_factors([precision, candidates[best].training_rows])
+        scores[remaining] = [candidates[i].score(precision, score, reducible) for i in remaining]
+    return chosen
+
+
+# ----------------------------------------------------------------------------- on the fly
+def _write_atomically(path, write):
+    """Call write(temporary path), flush it to disk, then rename it onto ``path``."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def label(atoms, oracle):
+    """A copy of ``atoms`` carrying the oracle's energy, forces and (3D-periodic) stress
+    as reference labels (SinglePointCalculator; eV, eV/Å, eV/Å³)."""
+    labelled = atoms.copy()
+    labelled.calc = oracle
+    results = {"energy": labelled.get_potential_energy(), "forces": labelled.get_forces()}
+    if labelled.pbc.all():
+        results["stress"] = labelled.get_stress()
+    labelled.calc = SinglePointCalculator(labelled, **results)
+    return labelled
+
+
+class OnTheFly:
+    """Langevin MD driven by a GAP that calls an oracle when it is unsure, and learns.
+
+    Parameters
+    ----------
+    model : fitted ``GAP`` holding ``data_factors_`` (a fresh fit, not a loaded file).
+    oracle : ASE calculator giving reference energies, forces (and stress).
+    directory : where the state lives; created if needed. If it already holds a state,
+        ``run`` continues from it and ignores ``model`` and the starting atoms.
+    threshold : uncertainty (``score``: eV/Å for "forces", eV/atom for "energy") above
+        which the oracle is called.
+    check_every : MD steps between uncertainty checks (each check is also a checkpoint).
+    timestep_fs, temperature_K, friction_per_fs : Langevin settings (fs, K, 1/fs).
+    score : "forces" or "energy", see ``uncertainty_score``.
+    max_oracle_calls : stop calling the oracle after this many calls (None: no limit).
+    random_state : int; the MD noise is re-seeded from it and the step at every
+        checkpoint, so a resumed run follows the same trajectory as an uninterrupted one.
+
+    Files in ``directory``: ``model.gap`` (the model, ``gapfit.load``), ``factors.npz``
+    (its data R factors, which ``update`` needs), ``labelled.xyz`` (every oracle-labelled
+    configuration, extended XYZ), ``md.xyz`` (the last checkpoint, with momenta) and
+    ``oracle_calls.jsonl`` (one JSON object per oracle call). Every file is replaced
+    atomically and the labelled configurations are written first, so an interruption
+    at any point loses no labelled data.
+    """
+
+    def __init__(self, model, oracle, directory, threshold=0.1, check_every=10, timestep_fs=2.0,
+                 temperature_K=300.0, friction_per_fs=0.01, score="forces", max_oracle_calls=None,
+                 random_state=0):
+        if score not in SCORES:
+            raise ValueError(f"unknown uncertainty score {score!r}; choose one of {SCORES}")
+        if not isinstance(random_state, (int, np.integer)):
+            raise ValueError("OnTheFly needs an integer random_state to re-seed its MD after a resume")
+        self.model = model
+        self.oracle = oracle
+        self.directory = Path(directory)
+        self.threshold = threshold
+        self.check_every = int(check_every)
+        self.timestep_fs = timestep_fs
+        self.temperature_K = temperature_K
+        self.friction_per_fs = friction_per_fs
+        self.score = score
+        self.max_oracle_calls = max_oracle_calls
+        self.random_state = int(random_state)
+        self.labelled = []
+        self.step = 0
+
+    # -------------------------------------------------------------- files
+    def _path(self, name):
+        return self.directory / name
+
+    def has_state(self):
+        return self._path("factors.npz").exists() and self._path("model.gap").exists()
+
+    def _save_model(self):
+        _write_atomically(self._path("model.gap"), self.model.save)
+        arrays = {f"factor_{kind}": factor for kind, factor in self.model.data_factors_.items()}
+        scales = getattr(self.model, "sigma_scales_", {})
+        arrays.update({f"scale_{kind}": np.array(value) for kind, value in scales.items()})
+        arrays["n_labelled"] = np.array(len(self.labelled))
+
+        def write(path):
+            with open(path, "wb") as stream:
+                np.savez(stream, **arrays)
+        _write_atomically(self._path("factors.npz"), write)
+
+    def _save_labelled(self):
+        from .io import write
+        _write_atomically(self._path("labelled.xyz"), lambda path: write(path, self.labelled))
+
+    def _save_checkpoint(self, atoms):
+        from .io import write
+        frame = atoms.copy()
+        frame.calc = None
+        frame.info["otf_step"] = self.step
+        _write_atomically(self._path("md.xyz"), lambda path: write(path, [frame]))
+
+    def _log(self, record):
+        with open(self._path("oracle_calls.jsonl"), "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    def _logged_calls(self):
+        path = self._path("oracle_calls.jsonl")
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    # -------------------------------------------------------------- state
+    def _restore(self):
+        """Model, labelled data and MD frame from the directory; returns the MD frame."""
+        import ase.io
+        from .io import read
+        from .persistence import load_model
+        model = load_model(self._path("model.gap"))
+        with np.load(self._path("factors.npz")) as stored:
+            model.data_factors_ = {name[7:]: stored[name] for name in stored.files
+                                   if name.startswith("factor_")}
+            scales = {name[6:]: float(stored[name]) for name in stored.files
+                      if name.startswith("scale_")}
+            included = int(stored["n_labelled"])
+        if scales:
+            model.sigma_scales_ = scales
+        stored = self._path("labelled.xyz")
+        self.labelled = read(stored) if stored.exists() and stored.stat().st_size else []
+        if included < len(self.labelled):  # labelled but interrupted before the model was saved
+            model.update(self.labelled[included:])
+        else:
+            prior = gp.prior_factor(model._sparse_covariance(), model.sparse_jitter)
+            model.alpha_, model.factor_ = gp.solve(list(model.data_factors_.values()), prior)
+        self.model = model
+        frame = ase.io.read(self._path("md.xyz"))
+        if self.labelled and self.labelled[-1].info["otf_step"] >= frame.info["otf_step"]:
+            frame = self.labelled[-1].copy()
+        frame.calc = None
+        self.step = int(frame.info["otf_step"])
+        self._recover_log()
+        if included < len(self.labelled):
+            self._save_model()
+        return frame
+
+    def _recover_log(self):
+        """Log lines for labelled configurations whose line the interruption prevented."""
+        logged = len(self._logged_calls())
+        for index in range(logged, len(self.labelled)):
+            atoms = self.labelled[index]
+            self._log({"call": index + 1, "step": int(atoms.info["otf_step"]),
+                       "n_atoms": len(atoms), "recovered_after_interruption": True,
+                       "oracle_energy": float(atoms.get_potential_energy())})
+
+    def _start(self, atoms):
+        from ase.md.velocitydistribution import thermalize_momenta
+        if not hasattr(self.model, "data_factors_"):
+            raise ValueError("OnTheFly needs a freshly fitted model (with data_factors_); a model"
+                             " loaded from a file cannot be updated")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atoms = atoms.copy()
+        atoms.calc = None
+        thermalize_momenta(atoms, self.temperature_K, exact_temperature=True, rng=self._md_rng())
+        self.labelled, self.step = [], 0
+        self._save_labelled()
+        self._save_model()
+        self._save_checkpoint(atoms)
+        return atoms
+
+    def _md_rng(self):
+        return np.random.default_rng(np.random.SeedSequence(self.random_state,
+                                                            spawn_key=(self.step,)))
+
+    # -------------------------------------------------------------- run
+    def _dynamics(self, atoms):
+        from ase.md.langevin import Langevin
+        return Langevin(atoms, self.timestep_fs * units.fs, temperature_K=self.temperature_K,
+                        friction=self.friction_per_fs / units.fs, fixcm=False,
+                        rng=self._md_rng())
+
+    def run(self, atoms, steps):
+        """Run MD until ``steps`` steps in total (counting those of earlier, interrupted runs).
+
+        A run stopped at a multiple of ``check_every`` (or interrupted anywhere) and
+        resumed follows the same trajectory as one that ran through.
+
+        atoms : the starting configuration (ignored when the directory holds a state).
+        Returns self; ``model``, ``labelled`` and ``step`` hold the outcome.
+        """
+        from .calculator import GAPCalculator
+        atoms = self._restore() if self.has_state() else self._start(atoms)
+        posterior = Posterior(self.model)
+        while self.step < steps:
+            atoms.calc = GAPCalculator(self.model)
+            self._dynamics(atoms).run(min(self.check_every, steps - self.step))
+            self.step += min(self.check_every, steps - self.step)
+            if not posterior.is_current(self.model):
+                posterior = Posterior(self.model)
+            result = target_variances(posterior, structure_targets(self.model.terms_, atoms))
+            uncertainty = uncertainty_score(result, len(atoms), self.score)
+            calls_left = self.max_oracle_calls is None or len(self.labelled) < self.max_oracle_calls
+            if uncertainty > self.threshold and calls_left:
+                self._learn(atoms, result, uncertainty)
+            self._save_checkpoint(atoms)
+        return self
+
+    def _learn(self, atoms, result, uncertainty):
+        """Label ``atoms`` with the oracle, store it, update and save the model."""
+        prediction = self.model.predict_structure(atoms)
+        labelled = label(atoms, self.oracle)
+        labelled.info.update({"otf_step": self.step, "config_type": "on_the_fly"})
+        self.labelled.append(labelled)
+        self._save_labelled()
+        forces = labelled.get_forces()
+        self._log({
+            "call": len(self.labelled), "step": self.step,
+            "time_ps": self.step * self.timestep_fs / 1000.0, "n_atoms": len(atoms),
+            "score": self.score, "uncertainty": uncertainty, "threshold": self.threshold,
+            "max_force_std": float(result.forces_std.max()),
+            "energy_std_per_atom": result.energy_std / len(atoms),
+            "oracle_energy": float(labelled.get_potential_energy()),
+            "model_energy": prediction.energy,
+            "force_mae_before": float(np.mean(np.abs(prediction.forces - forces))),
+            "force_max_error_before": float(np.max(np.abs(prediction.forces - forces))),
+            "wall_time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        })
+        self.model.update([labelled])
+        self._save_model()

@@ -1,0 +1,619 @@
+"""numba kernels of the GTO SOAP power spectrum: features, pair gradients and the
+vector-Jacobian product (∂E/∂q → ∂E/∂pair vector) used for forces.
+
+Kernels take plain arrays (and tuples of them). Pairs are sorted by centre and given as
+CSR offsets (pairs of centre i are offsets[i]:offsets[i+1]); a pair vector is r_j' - r_i
+in Å. ``basis`` = (a, b, norms, recurrence, ps_prefactors, a*b) from ``_soap_basis``:
+exponents a[l, k] (Å^-2), radial prefactors b[l, k, n], harmonic normalisation
+norms[l, |m|], Legendre recurrence coefficients, power-spectrum prefactors[l] and the
+slope prefactors a[l, k] b[l, k, n]. ``weighting`` = (kind, (r0, c, m, d), has_w0, w0,
+weight of the centre atom itself).
+
+Within one centre every per-neighbour quantity is stored with the neighbour index q last
+(exps[l, k, q], harmonics[lm, q], ...), so that elementwise loops vectorise over the
+neighbours and sums over neighbours are small matrix products (BLAS). Coefficients are
+c[species, lm, n] with lm = l*l + l + m, m = -l..l. Centres are split into contiguous
+blocks; a block writes only the rows of its own centres and their pairs.
+"""
+import numpy as np
+from numba import njit, prange
+
+WEIGHT_NONE = 0
+WEIGHT_POLY = 1
+WEIGHT_POW = 2
+WEIGHT_EXP = 3
+
+_LN2_HIGH = 6.93147180369123816490e-01
+_LN2_LOW = 1.90821492927058770002e-10
+_LOG2_E = 1.4426950408889634
+# Adding 1.5 * 2^52 rounds to an integer held in the low mantissa bits.
+_ROUNDING_SHIFT = 6755399441055744.0
+_ROUNDING_SHIFT_BITS = 0x4338000000000000
+_SMALLEST_ARGUMENT = -708.0
+
+
+@njit(cache=True)
+def exp_of_nonpositive(arguments, out, scratch, count):
+    """out[:count] = exp(arguments[:count]) for arguments <= 0, to within 1 ulp.
+
+    A branch-free Cody-Waite reduction (x = k ln2 + r, |r| <= ln2 / 2), a degree-13 Taylor
+    polynomial and 2^k built from its exponent bits, so that the loops vectorise (libm's
+    exp does not). Arguments below -708 are clamped: exp(-708) ~ 3e-308 stands for them.
+    ``scratch`` is a float64 work array of length >= count.
+    """
+    bits = scratch.view(np.int64)
+    for i in range(count):
+        x = arguments[i]
+        x = x if x > _SMALLEST_ARGUMENT else _SMALLEST_ARGUMENT
+        shifted = x * _LOG2_E + _ROUNDING_SHIFT
+        k = shifted - _ROUNDING_SHIFT
+        r = (x - k * _LN2_HIGH) - k * _LN2_LOW
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        out[i] = p * r + 1.0
+        scratch[i] = shifted
+    for i in range(count):
+        bits[i] = (bits[i] - _ROUNDING_SHIFT_BITS + 1023) << 52
+    for i in range(count):
+        out[i] *= scratch[i]
+
+
+@njit(cache=True)
+def weight_and_derivative(r, weighting):
+    """Density weight w(r) and dw/dr (Å^-1) of a neighbour at distance r (Å).
+
+    An atom exactly on the centre gets w0 when one is given (dscribe's rule).
+    """
+    kind, params, has_w0, w0, _ = weighting
+    if has_w0 and r == 0.0:
+        return w0, 0.0
+    r0 = params[0]
+    c = params[1]
+    m = params[2]
+    d = params[3]
+    if kind == WEIGHT_POLY:
+        if r > r0:
+            return 0.0, 0.0
+        x = r / r0
+        base = 1.0 + 2.0 * x * x * x - 3.0 * x * x
+        w = c * base**m
+        if m == 0.0:
+            return w, 0.0
+        return w, c * m * base ** (m - 1.0) * (6.0 * x * x - 6.0 * x) / r0
+    if kind == WEIGHT_POW:
+        x = r / r0
+        denominator = d + x**m
+        dw = 0.0
+        if r > 0.0:
+            dw = -c * m * x ** (m - 1.0) / r0 / (denominator * denominator)
+        return c / denominator, dw
+    if kind == WEIGHT_EXP:
+        decay = np.exp(-r / r0)
+        denominator = d + decay
+        return c / denominator, c * decay / r0 / (denominator * denominator)
+    return 1.0, 0.0
+
+
+@njit(cache=True)
+def harmonic_workspace(l_max, max_points):
+    """Work arrays of ``solid_harmonics`` for up to max_points points."""
+    size = max(max_points, 1)
+    return (np.zeros((l_max + 1, l_max + 1, size)), np.zeros((l_max + 1, l_max + 1, size)),
+            np.zeros((l_max + 1, l_max + 1, size)), np.empty((l_max + 1, size)),
+            np.empty((l_max + 1, size)))
+
+
+@njit(cache=True)
+def solid_harmonics(xs, ys, zs, squared_radii, count, l_max, norms, recurrence, values,
+                    gradients, with_gradients, workspace):
+    """Real solid harmonics r^l Y_lm(r_hat) (Å^l) of points i < count into
+    values[l*l + l + m, i] and, if with_gradients, their Cartesian gradients into
+    gradients[a, l*l + l + m, i].
+
+    r^l Y_lm = norm_l|m| Q_l^|m|(z, r^2) {Re, Im}(x + i y)^|m| with Q from the Legendre
+    recurrence (l - m) Q_l = (2l - 1) z Q_{l-1} - (l + m - 1) r^2 Q_{l-2}, started from
+    Q_m^m = (2m - 1)!!; dq_z and dq_rho hold ∂Q/∂z at fixed r^2 and ∂Q/∂(r^2) at fixed z.
+    """
+    q, dq_z, dq_rho, real, imag = workspace
+    for i in range(count):
+        real[0, i] = 1.0
+        imag[0, i] = 0.0
+    for m in range(1, l_max + 1):
+        for i in range(count):
+            real[m, i] = xs[i] * real[m - 1, i] - ys[i] * imag[m - 1, i]
+            imag[m, i] = xs[i] * imag[m - 1, i] + ys[i] * real[m - 1, i]
+    double_factorial = 1.0
+    for m in range(l_max + 1):
+        if m > 0:
+            double_factorial *= 2.0 * m - 1.0
+        next_diagonal = (2.0 * m + 1.0) * double_factorial
+        for i in range(count):
+            q[m, m, i] = double_factorial
+            dq_z[m, m, i] = 0.0
+            dq_rho[m, m, i] = 0.0
+        if m < l_max:
+            for i in range(count):
+                q[m + 1, m, i] = next_diagonal * zs[i]
+                dq_z[m + 1, m, i] = next_diagonal
+                dq_rho[m + 1, m, i] = 0.0
+        for l in range(m + 2, l_max + 1):
+            c1 = recurrence[0, l, m]
+            c2 = recurrence[1, l, m]
+            for i in range(count):
+                q[l, m, i] = c1 * zs[i] * q[l - 1, m, i] - c2 * squared_radii[i] * q[l - 2, m, i]
+            if with_gradients:
+                for i in range(count):
+                    dq_z[l, m, i] = (c1 * (q[l - 1, m, i] + zs[i] * dq_z[l - 1, m, i])
+                                     - c2 * squared_radii[i] * dq_z[l - 2, m, i])
+                    dq_rho[l, m, i] = (c1 * zs[i] * dq_rho[l - 1, m, i]
+                                       - c2 * (q[l - 2, m, i]
+                                               + squared_radii[i] * dq_rho[l - 2, m, i]))
+    for l in range(l_max + 1):
+        centre = l * l + l
+        norm = norms[l, 0]
+        for i in range(count):
+            values[centre, i] = norm * q[l, 0, i]
+        if with_gradients:
+            for i in range(count):
+                scaled_rho = 2.0 * norm * dq_rho[l, 0, i]
+                gradients[0, centre, i] = xs[i] * scaled_rho
+                gradients[1, centre, i] = ys[i] * scaled_rho
+                gradients[2, centre, i] = norm * dq_z[l, 0, i] + zs[i] * scaled_rho
+        for m in range(1, l + 1):
+            norm = norms[l, m]
+            for i in range(count):
+                value = norm * q[l, m, i]
+                values[centre + m, i] = value * real[m, i]
+                values[centre - m, i] = value * imag[m, i]
+            if with_gradients:
+                for i in range(count):
+                    value = norm * q[l, m, i]
+                    scaled_rho = 2.0 * norm * dq_rho[l, m, i]
+                    gx = xs[i] * scaled_rho
+                    gy = ys[i] * scaled_rho
+                    gz = norm * dq_z[l, m, i] + zs[i] * scaled_rho
+                    real_lower = m * real[m - 1, i]
+                    imag_lower = m * imag[m - 1, i]
+                    gradients[0, centre + m, i] = gx * real[m, i] + value * real_lower
+                    gradients[1, centre + m, i] = gy * real[m, i] - value * imag_lower
+                    gradients[2, centre + m, i] = gz * real[m, i]
+                    gradients[0, centre - m, i] = gx * imag[m, i] + value * imag_lower
+                    gradients[1, centre - m, i] = gy * imag[m, i] + value * real_lower
+                    gradients[2, centre - m, i] = gz * imag[m, i]
+
+
+@njit(cache=True)
+def _block_starts(n_items, n_blocks):
+    """Start offsets of n_blocks contiguous, nearly equal blocks of n_items."""
+    starts = np.empty(n_blocks + 1, dtype=np.int64)
+    for block in range(n_blocks + 1):
+        starts[block] = (block * n_items) // n_blocks
+    return starts
+
+
+@njit(cache=True)
+def _max_pairs(offsets):
+    largest = 0
+    for i in range(offsets.shape[0] - 1):
+        largest = max(largest, offsets[i + 1] - offsets[i])
+    return largest
+
+
+@njit(cache=True)
+def _centre_workspace(n_species, l_max, n_max, max_pairs):
+    """Buffers for one block of centres, sized for max_pairs neighbours:
+    0 geometry (x, y, z, r^2, r), 1 weights (w, dw/dr, per-species mask), 2 exp arguments,
+    3 exps, 4 scratch, 5 harmonics, 6 harmonic gradients, 7 harmonic work arrays,
+    8 partial sums, 9 coefficients, 10 neighbours per species. The flat buffers are
+    reshaped per centre so that the per-centre arrays are contiguous (for BLAS)."""
+    size = max(max_pairs, 1)
+    n_lm = (l_max + 1) * (l_max + 1)
+    n_lk = (l_max + 1) * n_max
+    return (np.empty((5, size)), np.empty((3, size)), np.empty(n_lk * size),
+            np.empty(n_lk * size), np.empty(n_lk * size), np.empty(n_lm * size),
+            np.empty(3 * n_lm * size), harmonic_workspace(l_max, size),
+            np.empty((n_species, n_lm, n_max)), np.empty((n_species, n_lm, n_max)),
+            np.zeros(n_species, dtype=np.int64))
+
+
+@njit(cache=True)
+def _exps(workspace, count, l_max, n_max):
+    """exps[l, k, q] = exp(a[l, k] r_q^2) of the current centre, (l_max+1, n_max, count)."""
+    return workspace[3][:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
+
+
+@njit(cache=True)
+def _harmonics(workspace, count, l_max):
+    """Solid harmonics (n_lm, count) and their gradients (3, n_lm, count) of the centre."""
+    n_lm = (l_max + 1) * (l_max + 1)
+    return (workspace[5][:n_lm * count].reshape((n_lm, count)),
+            workspace[6][:3 * n_lm * count].reshape((3, n_lm, count)))
+
+
+@njit(cache=True)
+def _species_mask(workspace, pair_species, start, count, species):
+    """workspace[1][2, q] = 1 for neighbours of the given species, else 0."""
+    mask = workspace[1][2]
+    for q in range(count):
+        mask[q] = 1.0 if pair_species[start + q] == species else 0.0
+    return mask
+
+
+@njit(cache=True)
+def _expand_centre(start, stop, self_species, vectors, pair_species, n_species, l_max, n_max,
+                   basis, weighting, with_gradients, workspace):
+    """Coefficients c[s, lm, n] of one centre (pairs start:stop) into workspace[9], keeping
+    the neighbours' geometry, weights, exponentials and solid harmonics (with gradients if
+    requested) in the workspace."""
+    exponents, prefactors, norms, recurrence, _, _ = basis
+    geometry, weights, arguments, exps, scratch, _, _, harmonic_work, partial, coeffs, \
+        counts = workspace
+    count = stop - start
+    n_lk = (l_max + 1) * n_max
+    counts[:] = 0
+    for q in range(count):
+        p = start + q
+        x = vectors[p, 0]
+        y = vectors[p, 1]
+        z = vectors[p, 2]
+        r_squared = x * x + y * y + z * z
+        r = np.sqrt(r_squared)
+        geometry[0, q] = x
+        geometry[1, q] = y
+        geometry[2, q] = z
+        geometry[3, q] = r_squared
+        geometry[4, q] = r
+        w, dw = weight_and_derivative(r, weighting)
+        weights[0, q] = w
+        weights[1, q] = dw
+        counts[pair_species[p]] += 1
+    exp_arguments = arguments[:n_lk * count].reshape((l_max + 1, n_max, count))
+    for l in range(l_max + 1):
+        for k in range(n_max):
+            exponent = exponents[l, k]
+            for q in range(count):
+                exp_arguments[l, k, q] = exponent * geometry[3, q]
+    exp_of_nonpositive(arguments, exps, scratch, n_lk * count)
+    harmonics, harmonic_gradients = _harmonics(workspace, count, l_max)
+    solid_harmonics(geometry[0], geometry[1], geometry[2], geometry[3], count, l_max, norms,
+                    recurrence, harmonics, harmonic_gradients, with_gradients, harmonic_work)
+
+    radial_terms = _exps(workspace, count, l_max, n_max)
+    weighted = scratch[:n_lk * count].reshape((l_max + 1, n_max, count))
+    partial[:] = 0.0
+    coeffs[:] = 0.0
+    for s in range(n_species):
+        if counts[s] == 0:
+            continue
+        mask = _species_mask(workspace, pair_species, start, count, s)
+        for l in range(l_max + 1):
+            for k in range(n_max):
+                for q in range(count):
+                    weighted[l, k, q] = radial_terms[l, k, q] * weights[0, q] * mask[q]
+        for l in range(l_max + 1):
+            block = slice(l * l, (l + 1) * (l + 1))
+            np.dot(harmonics[block], weighted[l].T, partial[s, block])
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for k in range(n_max):
+                    part = partial[s, lm, k]
+                    for n in range(n_max):
+                        coeffs[s, lm, n] += prefactors[l, k, n] * part
+    if self_species >= 0:
+        # the centre's own Gaussian: only l = 0 survives at r = 0
+        scale = weighting[4] * norms[0, 0]
+        for k in range(n_max):
+            for n in range(n_max):
+                coeffs[self_species, 0, n] += scale * prefactors[0, k, n]
+
+
+@njit(cache=True)
+def _power_spectrum(coeffs, ps_prefactors, l_max, n_max, n_species, sums, out):
+    """dscribe's feature order: species pairs s1 <= s2, then l, then (n <= n') for s1 == s2
+    or all (n, n') for s1 < s2."""
+    f = 0
+    for s1 in range(n_species):
+        for s2 in range(s1, n_species):
+            for l in range(l_max + 1):
+                prefactor = ps_prefactors[l]
+                for n in range(n_max):
+                    n2_start = n if s1 == s2 else 0
+                    for n2 in range(n2_start, n_max):
+                        sums[n2] = 0.0
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        first = coeffs[s1, lm, n]
+                        for n2 in range(n2_start, n_max):
+                            sums[n2] += first * coeffs[s2, lm, n2]
+                    for n2 in range(n2_start, n_max):
+                        out[f] = prefactor * sums[n2]
+                        f += 1
+
+
+@njit(cache=True)
+def _features_of_centres(first, last, offsets, vectors, pair_species, centre_species, n_species,
+                         l_max, n_max, basis, weighting, features):
+    workspace = _centre_workspace(n_species, l_max, n_max, _max_pairs(offsets))
+    sums = np.empty(n_max)
+    for i in range(first, last):
+        _expand_centre(offsets[i], offsets[i + 1], centre_species[i], vectors, pair_species,
+                       n_species, l_max, n_max, basis, weighting, False, workspace)
+        _power_spectrum(workspace[9], basis[4], l_max, n_max, n_species, sums, features[i])
+
+
+@njit(cache=True)
+def _radial_and_slope(workspace, count, basis, l_max, n_max, radial, slope):
+    """radial[l, n, q] = w R_ln(r_q) and slope[l, n, q] = d(w R_ln)/dr at r_q, with
+    R_ln = sum_k b[l, k, n] exp(a[l, k] r^2)."""
+    _, prefactors, _, _, _, slope_prefactors = basis
+    geometry, weights = workspace[0], workspace[1]
+    radial_terms = _exps(workspace, count, l_max, n_max)
+    for l in range(l_max + 1):
+        np.dot(prefactors[l].T, radial_terms[l], radial[l])
+        np.dot(slope_prefactors[l].T, radial_terms[l], slope[l])
+        for n in range(n_max):
+            for q in range(count):
+                value = radial[l, n, q]
+                w = weights[0, q]
+                slope[l, n, q] = weights[1, q] * value + 2.0 * geometry[4, q] * w * slope[l, n, q]
+                radial[l, n, q] = w * value
+
+
+@njit(cache=True)
+def _pair_feature_gradient(unit, species, radial, slope, projections, ps_prefactors,
+                           n_species, l_max, n_max, out):
+    """out (3, n_features) = ∂q/∂r_neighbour for one neighbour of species `species` in
+    direction `unit`, from its radial[l, n], slope[l, n] and the projections[s, t, l, n] of
+    the partner coefficients on its Y_lm (t = 0) and ∂Y_lm/∂x_a (t = 1 + a).
+
+    ∂c[species, lm, n]/∂x_a = u_a slope[l, n] Y_lm + radial[l, n] ∂Y_lm/∂x_a, so ∂c itself
+    is never stored.
+    """
+    ux = unit[0]
+    uy = unit[1]
+    uz = unit[2]
+    f = 0
+    for s1 in range(n_species):
+        for s2 in range(s1, n_species):
+            moves_first = s1 == species
+            moves_second = s2 == species
+            same = s1 == s2
+            if not moves_first and not moves_second:
+                size = (l_max + 1) * (n_max * (n_max + 1) // 2 if same else n_max * n_max)
+                out[:, f:f + size] = 0.0
+                f += size
+                continue
+            for l in range(l_max + 1):
+                prefactor = ps_prefactors[l]
+                along_first = projections[s1, 0, l]
+                along_second = projections[s2, 0, l]
+                gx_first = projections[s1, 1, l]
+                gy_first = projections[s1, 2, l]
+                gz_first = projections[s1, 3, l]
+                gx_second = projections[s2, 1, l]
+                gy_second = projections[s2, 2, l]
+                gz_second = projections[s2, 3, l]
+                slope_l = slope[l]
+                radial_l = radial[l]
+                for n in range(n_max):
+                    # terms where c[s1, ., n] moves (partner c[s2, ., n2]) ...
+                    first_slope = slope_l[n] if moves_first else 0.0
+                    first_radial = radial_l[n] if moves_first else 0.0
+                    # ... and where c[s2, ., n2] moves (partner c[s1, ., n])
+                    second_along = along_first[n] if moves_second else 0.0
+                    second_gx = gx_first[n] if moves_second else 0.0
+                    second_gy = gy_first[n] if moves_second else 0.0
+                    second_gz = gz_first[n] if moves_second else 0.0
+                    for n2 in range(n if same else 0, n_max):
+                        radial_term = first_slope * along_second[n2] + second_along * slope_l[n2]
+                        out[0, f] = prefactor * (ux * radial_term + first_radial * gx_second[n2]
+                                                 + second_gx * radial_l[n2])
+                        out[1, f] = prefactor * (uy * radial_term + first_radial * gy_second[n2]
+                                                 + second_gy * radial_l[n2])
+                        out[2, f] = prefactor * (uz * radial_term + first_radial * gz_second[n2]
+                                                 + second_gz * radial_l[n2])
+                        f += 1
+
+
+@njit(cache=True)
+def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_species,
+                          n_species, l_max, n_max, basis, weighting, features, pair_gradients):
+    max_pairs = max(_max_pairs(offsets), 1)
+    n_lk = (l_max + 1) * n_max
+    workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
+    coeffs = workspace[9]
+    sums = np.empty(n_max)
+    radial_buffer = np.empty(n_lk * max_pairs)
+    slope_buffer = np.empty(n_lk * max_pairs)
+    projection_buffer = np.empty(n_species * 4 * n_lk * max_pairs)
+    pair_radial = np.empty((l_max + 1, n_max))
+    pair_slope = np.empty((l_max + 1, n_max))
+    pair_projections = np.empty((n_species, 4, l_max + 1, n_max))
+    unit = np.empty(3)
+    for i in range(first, last):
+        start = offsets[i]
+        count = offsets[i + 1] - start
+        _expand_centre(start, offsets[i + 1], centre_species[i], vectors, pair_species,
+                       n_species, l_max, n_max, basis, weighting, True, workspace)
+        _power_spectrum(coeffs, basis[4], l_max, n_max, n_species, sums, features[i])
+        if count == 0:
+            continue
+        radial = radial_buffer[:n_lk * count].reshape((l_max + 1, n_max, count))
+        slope = slope_buffer[:n_lk * count].reshape((l_max + 1, n_max, count))
+        _radial_and_slope(workspace, count, basis, l_max, n_max, radial, slope)
+        harmonics, harmonic_gradients = _harmonics(workspace, count, l_max)
+        projections = projection_buffer[:n_species * 4 * n_lk * count].reshape(
+            (n_species, 4, l_max + 1, n_max, count))
+        for s in range(n_species):
+            for l in range(l_max + 1):
+                block_rows = slice(l * l, (l + 1) * (l + 1))
+                partner = coeffs[s, block_rows].T
+                np.dot(partner, harmonics[block_rows], projections[s, 0, l])
+                for a in range(3):
+                    np.dot(partner, harmonic_gradients[a, block_rows],
+                           projections[s, 1 + a, l])
+        geometry = workspace[0]
+        for q in range(count):
+            inverse_r = 1.0 / geometry[4, q] if geometry[4, q] > 0.0 else 0.0
+            for a in range(3):
+                unit[a] = geometry[a, q] * inverse_r
+            for l in range(l_max + 1):
+                for n in range(n_max):
+                    pair_radial[l, n] = radial[l, n, q]
+                    pair_slope[l, n] = slope[l, n, q]
+            for s in range(n_species):
+                for t in range(4):
+                    for l in range(l_max + 1):
+                        for n in range(n_max):
+                            pair_projections[s, t, l, n] = projections[s, t, l, n, q]
+            _pair_feature_gradient(unit, pair_species[start + q], pair_radial, pair_slope,
+                                   pair_projections, basis[4], n_species, l_max, n_max,
+                                   pair_gradients[start + q])
+
+
+@njit(cache=True)
+def _coefficient_adjoint(d_energy_d_features, coeffs, ps_prefactors, l_max, n_max, n_species,
+                         adjoint):
+    """adjoint[s, lm, n] = ∂E/∂c[s, lm, n] given ∂E/∂q of one centre."""
+    adjoint[:] = 0.0
+    f = 0
+    for s1 in range(n_species):
+        for s2 in range(s1, n_species):
+            same = s1 == s2
+            for l in range(l_max + 1):
+                prefactor = ps_prefactors[l]
+                for n in range(n_max):
+                    n2_start = n if same else 0
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        first = coeffs[s1, lm, n]
+                        partner = coeffs[s2, lm]
+                        moved = adjoint[s2, lm]
+                        total = 0.0
+                        for t in range(n_max - n2_start):
+                            weight = prefactor * d_energy_d_features[f + t]
+                            total += weight * partner[n2_start + t]
+                            moved[n2_start + t] += weight * first
+                        adjoint[s1, lm, n] += total
+                    f += n_max - n2_start
+
+
+@njit(cache=True)
+def _fold_adjoint(adjoint, species, basis, l_max, n_max, folded, folded_slope):
+    """folded[lm, k] = sum_n ∂E/∂c[species, lm, n] b[l, k, n] and folded_slope[lm, k] =
+    sum_n ∂E/∂c[species, lm, n] a[l, k] b[l, k, n]."""
+    _, prefactors, _, _, _, slope_prefactors = basis
+    for l in range(l_max + 1):
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            row = adjoint[species, lm]
+            for k in range(n_max):
+                total = 0.0
+                total_slope = 0.0
+                for n in range(n_max):
+                    total += row[n] * prefactors[l, k, n]
+                    total_slope += row[n] * slope_prefactors[l, k, n]
+                folded[lm, k] = total
+                folded_slope[lm, k] = total_slope
+
+
+@njit(cache=True)
+def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_species,
+                         n_species, l_max, n_max, basis, weighting, d_energy_d_features,
+                         d_energy_d_vectors):
+    n_lm = (l_max + 1) * (l_max + 1)
+    max_pairs = max(_max_pairs(offsets), 1)
+    workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
+    geometry, weights = workspace[0], workspace[1]
+    adjoint = np.empty((n_species, n_lm, n_max))
+    folded = np.empty((n_lm, n_max))
+    folded_slope = np.empty((n_lm, n_max))
+    value_buffer = np.empty(n_lm * max_pairs)
+    slope_buffer = np.empty(n_lm * max_pairs)
+    sums = np.empty((4, max_pairs))
+    for i in range(first, last):
+        start = offsets[i]
+        count = offsets[i + 1] - start
+        if count == 0:
+            continue
+        _expand_centre(start, offsets[i + 1], centre_species[i], vectors, pair_species,
+                       n_species, l_max, n_max, basis, weighting, True, workspace)
+        _coefficient_adjoint(d_energy_d_features[i], workspace[9], basis[4], l_max, n_max,
+                             n_species, adjoint)
+        radial_terms = _exps(workspace, count, l_max, n_max)
+        harmonics, harmonic_gradients = _harmonics(workspace, count, l_max)
+        values = value_buffer[:n_lm * count].reshape((n_lm, count))
+        slopes = slope_buffer[:n_lm * count].reshape((n_lm, count))
+        sums[:, :count] = 0.0
+        for s in range(n_species):
+            if workspace[10][s] == 0:
+                continue
+            mask = _species_mask(workspace, pair_species, start, count, s)
+            _fold_adjoint(adjoint, s, basis, l_max, n_max, folded, folded_slope)
+            for l in range(l_max + 1):
+                block_rows = slice(l * l, (l + 1) * (l + 1))
+                np.dot(folded[block_rows], radial_terms[l], values[block_rows])
+                np.dot(folded_slope[block_rows], radial_terms[l], slopes[block_rows])
+            for lm in range(n_lm):
+                for q in range(count):
+                    value = values[lm, q] * mask[q]
+                    radial_part = (weights[1, q] * value + 2.0 * geometry[4, q]
+                                   * weights[0, q] * slopes[lm, q] * mask[q])
+                    sums[0, q] += radial_part * harmonics[lm, q]
+                    sums[1, q] += value * harmonic_gradients[0, lm, q]
+                    sums[2, q] += value * harmonic_gradients[1, lm, q]
+                    sums[3, q] += value * harmonic_gradients[2, lm, q]
+        for q in range(count):
+            r = geometry[4, q]
+            radial_sum = sums[0, q] / r if r > 0.0 else 0.0
+            w = weights[0, q]
+            for a in range(3):
+                d_energy_d_vectors[start + q, a] = (geometry[a, q] * radial_sum
+                                                    + w * sums[1 + a, q])
+
+
+FEATURES = 0
+FEATURES_AND_GRADIENTS = 1
+BACKWARD = 2
+
+
+@njit(cache=True, parallel=True)
+def soap_kernel(mode, offsets, vectors, pair_species, centre_species, n_species, l_max, n_max,
+                basis, weighting, n_blocks, features, pair_gradients, d_energy_d_features,
+                d_energy_d_vectors):
+    """The one parallel entry point (a single prange keeps numba's compile time down):
+
+    FEATURES: fills features (n_centres, n_features) with the power spectrum of every centre.
+    FEATURES_AND_GRADIENTS: also fills pair_gradients (n_pairs, 3, n_features) with
+        ∂q_centre/∂r_neighbour (feature units per Å).
+    BACKWARD: fills d_energy_d_vectors (n_pairs, 3) with ∂E/∂(pair vector) in eV/Å given
+        d_energy_d_features = ∂E/∂q (n_centres, n_features).
+    Arrays a mode does not use may be empty. Centres are split into n_blocks contiguous
+    blocks; each block writes only its own centres' and pairs' rows.
+    """
+    n_centres = offsets.shape[0] - 1
+    n_blocks = min(n_blocks, n_centres)
+    if n_blocks == 0:
+        return
+    starts = _block_starts(n_centres, n_blocks)
+    for block in prange(n_blocks):
+        first = starts[block]
+        last = starts[block + 1]
+        if mode == FEATURES:
+            _features_of_centres(first, last, offsets, vectors, pair_species, centre_species,
+                                 n_species, l_max, n_max, basis, weighting, features)
+        elif mode == FEATURES_AND_GRADIENTS:
+            _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_species,
+                                  n_species, l_max, n_max, basis, weighting, features,
+                                  pair_gradients)
+        else:
+            _backward_of_centres(first, last, offsets, vectors, pair_species, centre_species,
+                                 n_species, l_max, n_max, basis, weighting,
+                                 d_energy_d_features, d_energy_d_vectors)

@@ -1,0 +1,248 @@
+"""SOAP power spectrum with dscribe's GTO radial basis, computed in numba.
+
+Features equal ``dscribe.descriptors.SOAP(rbf="gto", average="off", compression off)``;
+analytic pair gradients and a vector-Jacobian product (for forces in MD) come with it.
+"""
+import copy
+
+import numba
+import numpy as np
+from ase.data import atomic_numbers as _ATOMIC_NUMBERS
+from ase.data import chemical_symbols as _CHEMICAL_SYMBOLS
+
+from . import _soap_basis as basis
+from . import _soap_kernels as kernels
+from .base import Descriptor, LocalEnvironments
+
+_WEIGHT_KINDS = {"poly": kernels.WEIGHT_POLY, "pow": kernels.WEIGHT_POW, "exp": kernels.WEIGHT_EXP}
+
+
+def _atomic_number(species):
+    """Atomic number of a chemical symbol or an integer; ValueError for anything else."""
+    if isinstance(species, str):
+        if species not in _ATOMIC_NUMBERS or species == "X":
+            raise ValueError(f"SOAP species: unknown chemical symbol {species!r}")
+        return _ATOMIC_NUMBERS[species]
+    number = int(species)
+    if number != species or not 1 <= number < len(_CHEMICAL_SYMBOLS):
+        raise ValueError(f"SOAP species: {species!r} is not an atomic number")
+    return number
+
+
+def _validated_weighting(weighting):
+    """A float-valued copy of dscribe's weighting dictionary ({} for none)."""
+    if not weighting:
+        return {}
+    weighting = copy.deepcopy(dict(weighting))
+    if weighting.get("w0") is not None:
+        if weighting["w0"] < 0:
+            raise ValueError(f"SOAP weighting: w0 must be >= 0, got {weighting['w0']}")
+        weighting["w0"] = float(weighting["w0"])
+    function = weighting.get("function")
+    if function is None:
+        return weighting
+    if function not in _WEIGHT_KINDS:
+        raise ValueError(f"SOAP weighting: unknown function {function!r}, "
+                         f"choose one of {sorted(_WEIGHT_KINDS)}")
+    required = {"poly": ("r0", "c", "m"), "pow": ("r0", "c", "d", "m"), "exp": ("r0", "c", "d")}
+    for name in required[function]:
+        value = weighting.get(name)
+        if value is None or value < 0 or (name == "r0" and value == 0):
+            relation = "> 0" if name == "r0" else ">= 0"
+            raise ValueError(f"SOAP weighting {function!r}: {name} must be {relation}, got {value}")
+        weighting[name] = float(value)
+    if function in ("pow", "exp"):
+        weighting["threshold"] = float(weighting.get("threshold", 1e-2))
+    return weighting
+
+
+def _radius_from_weighting(weighting):
+    """dscribe's r_cut when only a weighting is given (Å): where the weight reaches its
+    threshold (pow, exp) or zero (poly)."""
+    function = weighting.get("function")
+    if function == "poly":
+        return weighting["r0"]
+    if function == "pow":
+        return weighting["r0"] * (weighting["c"] / weighting["threshold"] - weighting["d"]) ** (
+            1.0 / weighting["m"])
+    if function == "exp":
+        return weighting["r0"] * np.log(weighting["c"] / weighting["threshold"] - weighting["d"])
+    raise ValueError("SOAP: give r_cut or a weighting function to infer it from")
+
+
+def _n_blocks():
+    """Blocks of centres handed to the parallel kernels: a few per thread, so that
+    uneven neighbour counts still balance."""
+    return 8 * numba.get_num_threads()
+
+
+class SOAPDescriptor(Descriptor):
+    """Smooth overlap of atomic positions, power spectrum, GTO radial basis (dscribe 2.1).
+
+    Parameters
+    ----------
+    species : list of chemical symbols or atomic numbers that may ever occur.
+    r_cut : float, radial cutoff in Å (> 1 Å). None infers it from ``weighting``.
+    n_max : int, number of radial basis functions.
+    l_max : int, largest angular momentum.
+    sigma : float, width (Å) of the Gaussian on each atom.
+    weighting : dict or None, dscribe's weighting of the neighbour density, e.g.
+        ``{"function": "poly", "r0": 5.0, "c": 1.0, "m": 2}``, ``"pow"`` (r0, c, d, m),
+        ``"exp"`` (r0, c, d), optionally ``"w0"``, the weight of the centre atom.
+
+    Attributes
+    ----------
+    species : (n_species,) int64, sorted atomic numbers; the feature blocks follow
+        dscribe's order (species pairs s1 <= s2, then l, then n <= n' or all n, n').
+    cutoff : float, neighbour-list radius in Å: r_cut plus dscribe's padding
+        sigma sqrt(-2 ln 1e-3), within which every atom contributes.
+    n_features : int.
+
+    Features are squared expansion coefficients of a sum of unnormalised Gaussians on an
+    orthonormal basis (dscribe's normalisation), so they carry Å^3; gradients carry Å^2.
+    Every atom is a centre; the channel of an environment is the centre's atomic number.
+    Unlike an sklearn estimator, __init__ validates its arguments and sets up the basis
+    (a few ms), so that errors show at construction.
+    """
+
+    def __init__(self, species, r_cut=5.0, n_max=8, l_max=6, sigma=0.5, weighting=None):
+        numbers = sorted({_atomic_number(s) for s in species})
+        if not numbers:
+            raise ValueError("SOAP: species is empty")
+        self.species = np.array(numbers, dtype=np.int64)
+        self.weighting = _validated_weighting(weighting)
+        self.r_cut = float(r_cut) if r_cut else float(_radius_from_weighting(self.weighting))
+        self.n_max = int(n_max)
+        self.l_max = int(l_max)
+        self.sigma = float(sigma)
+        if self.sigma <= 0:
+            raise ValueError(f"SOAP: sigma must be > 0 Å, got {sigma}")
+        if self.n_max < 1:
+            raise ValueError(f"SOAP: n_max must be >= 1, got {n_max}")
+        if not 0 <= self.l_max <= 20:
+            raise ValueError(f"SOAP: l_max must be in 0..20, got {l_max}")
+        if self.r_cut <= 1.0:
+            raise ValueError(f"SOAP: the GTO basis needs r_cut > 1 Å, got {self.r_cut}")
+        self.cutoff = self.r_cut + basis.cutoff_padding(self.sigma)
+        self._set_up_basis()
+
+    def _set_up_basis(self):
+        alphas, betas = basis.gto_exponents_and_orthonormalisation(self.r_cut, self.n_max,
+                                                                    self.l_max)
+        exponents, prefactors = basis.radial_integral_factors(alphas, betas, self.sigma)
+        self._basis = (exponents, prefactors, basis.real_harmonic_norms(self.l_max),
+                       basis.harmonic_recurrence(self.l_max),
+                       basis.power_spectrum_prefactors(self.l_max),
+                       basis.slope_prefactors(exponents, prefactors))
+        self._species_index = np.full(len(_CHEMICAL_SYMBOLS), -1, dtype=np.int64)
+        self._species_index[self.species] = np.arange(len(self.species))
+        kind = _WEIGHT_KINDS.get(self.weighting.get("function"), kernels.WEIGHT_NONE)
+        params = np.array([self.weighting.get(name, 0.0) for name in ("r0", "c", "m", "d")],
+                          dtype=np.float64)
+        has_w0 = "w0" in self.weighting
+        w0 = float(self.weighting.get("w0", 0.0))
+        self_weight = kernels.weight_and_derivative(0.0, (kind, params, has_w0, w0, 0.0))[0]
+        self._weighting = (kind, params, has_w0, w0, float(self_weight))
+
+    @property
+    def n_features(self):
+        size = len(self.species) * self.n_max
+        return size * (size + 1) // 2 * (self.l_max + 1)
+
+    def to_dscribe(self, periodic=False):
+        """The dscribe SOAP with the same settings (dense, no averaging or compression)."""
+        from dscribe.descriptors import SOAP
+
+        return SOAP(species=[int(z) for z in self.species], r_cut=self.r_cut, n_max=self.n_max,
+                    l_max=self.l_max, sigma=self.sigma, rbf="gto",
+                    weighting=copy.deepcopy(self.weighting) or None, periodic=periodic,
+                    sparse=False, average="off", compression={"mode": "off"})
+
+    def _kernel_inputs(self, atoms, neighbor_list):
+        """Pairs within the cutoff, CSR offsets and species indices for the kernels."""
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        centre_species = self._species_index[numbers]
+        if (centre_species < 0).any():
+            unknown = sorted({_CHEMICAL_SYMBOLS[z] for z in numbers[centre_species < 0]})
+            known = [_CHEMICAL_SYMBOLS[z] for z in self.species]
+            name = atoms.get_chemical_formula()
+            raise ValueError(f"SOAP on {name}: species {', '.join(unknown)} not among the "
+                             f"descriptor's species {known}")
+        if neighbor_list.n_atoms != len(atoms):
+            raise ValueError(f"SOAP on {atoms.get_chemical_formula()}: neighbour list has "
+                             f"{neighbor_list.n_atoms} atoms, structure has {len(atoms)}")
+        centers = neighbor_list.centers
+        neighbors = neighbor_list.neighbors
+        vectors = neighbor_list.vectors
+        inside = neighbor_list.distances <= self.cutoff
+        if not inside.all():
+            centers, neighbors, vectors = centers[inside], neighbors[inside], vectors[inside]
+        counts = np.bincount(centers, minlength=len(atoms))
+        offsets = np.zeros(len(atoms) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        pair_species = np.ascontiguousarray(centre_species[neighbors])
+        return (np.ascontiguousarray(centers, dtype=np.int64),
+                np.ascontiguousarray(neighbors, dtype=np.int64),
+                np.ascontiguousarray(vectors, dtype=np.float64),
+                offsets, pair_species, centre_species)
+
+    def _run(self, mode, offsets, vectors, pair_species, centre_species, features=None,
+             pair_gradients=None, d_energy_d_features=None, d_energy_d_vectors=None):
+        """Call the numba kernel in ``mode``; outputs it does not use are empty arrays."""
+        empty_2d = np.empty((0, 0))
+        kernels.soap_kernel(
+            mode, offsets, vectors, pair_species, centre_species, len(self.species),
+            self.l_max, self.n_max, self._basis, self._weighting, _n_blocks(),
+            empty_2d if features is None else features,
+            np.empty((0, 0, 0)) if pair_gradients is None else pair_gradients,
+            empty_2d if d_energy_d_features is None else d_energy_d_features,
+            empty_2d if d_energy_d_vectors is None else d_energy_d_vectors)
+
+    def compute(self, atoms, neighbor_list, gradients=False):
+        """SOAP of every atom of ``atoms`` (one environment per atom).
+
+        ``neighbor_list`` is ``build_neighbor_list(atoms, r)`` with r >= ``self.cutoff``
+        (pairs beyond the cutoff are ignored). With ``gradients=True`` the pair arrays
+        hold, for every (centre, neighbour image within the cutoff),
+        ∂q_centre/∂r_image of shape (3, n_features) in feature units per Å; the
+        centre's own derivative is minus their sum.
+        """
+        centers, neighbors, vectors, offsets, pair_species, centre_species = \
+            self._kernel_inputs(atoms, neighbor_list)
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        environments = dict(center_atoms=np.arange(len(atoms), dtype=np.int64),
+                            channels=numbers.copy())
+        features = np.empty((len(atoms), self.n_features))
+        if not gradients:
+            self._run(kernels.FEATURES, offsets, vectors, pair_species, centre_species,
+                      features=features)
+            return LocalEnvironments(features=features, **environments)
+        pair_gradients = np.empty((len(centers), 3, self.n_features))
+        self._run(kernels.FEATURES_AND_GRADIENTS, offsets, vectors, pair_species, centre_species,
+                  features=features, pair_gradients=pair_gradients)
+        return LocalEnvironments(features=features, pair_envs=centers, pair_neighbors=neighbors,
+                                 pair_vectors=vectors, pair_gradients=pair_gradients,
+                                 **environments)
+
+    def backward(self, atoms, neighbor_list, d_energy_d_features):
+        """Vector-Jacobian product for forces: given ∂E/∂q (n_atoms, n_features) in eV per
+        feature unit, return (pair_envs, pair_neighbors, pair_vectors,
+        d_energy_d_pair_vectors) with d_energy_d_pair_vectors[p] = sum_f ∂E/∂q[e, f]
+        ∂q[e, f]/∂r_image (n_pairs, 3) in eV/Å, without forming the pair gradients.
+        With g_p = d_energy_d_pair_vectors[p] (D_p = r_image - r_centre), the force on atom k
+        is F_k = -sum_{p: neighbour k} g_p + sum_{p: centre k} g_p, and the derivative with
+        respect to a homogeneous strain is dE/dε_ab = sum_p g_pa D_pb (eV).
+        """
+        centers, neighbors, vectors, offsets, pair_species, centre_species = \
+            self._kernel_inputs(atoms, neighbor_list)
+        d_energy_d_features = np.ascontiguousarray(d_energy_d_features, dtype=np.float64)
+        expected = (len(atoms), self.n_features)
+        if d_energy_d_features.shape != expected:
+            raise ValueError(f"SOAP backward on {atoms.get_chemical_formula()}: "
+                             f"d_energy_d_features has shape {d_energy_d_features.shape}, "
+                             f"expected {expected}")
+        d_energy_d_vectors = np.empty((len(centers), 3))
+        self._run(kernels.BACKWARD, offsets, vectors, pair_species, centre_species,
+                  d_energy_d_features=d_energy_d_features,
+                  d_energy_d_vectors=d_energy_d_vectors)
+        return centers, neighbors, vectors, d_energy_d_vectors

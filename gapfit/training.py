@@ -1,0 +1,185 @@
+"""The three map steps of a fit, as plain functions of one chunk so any backend can run them.
+
+1. survey: check a chunk's structures and labels, report species, atom counts, energies;
+2. features: descriptor vectors of every environment, for choosing sparse points;
+3. factors: design rows of the chunk reduced to R factors (see ``gapfit.gp``).
+A chunk arrives as a payload: either the Atoms themselves or a file slice
+that the worker reads, so a client need not ship the training set.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import gp
+from .assembly import design_rows, neighbor_lists
+from .checks import check_labels, check_structures
+
+
+@dataclass
+class Chunk:
+    """Configurations ``first_index .. first_index + n - 1`` of the training set.
+
+    Either ``structures`` (a list of Atoms) or ``path`` + ``start``/``stop`` +
+    ``read_options`` (keyword arguments of ``gapfit.io.read``) is set.
+    """
+
+    first_index: int
+    structures: list = None
+    path: str = None
+    start: int = 0
+    stop: int = 0
+    read_options: dict = None
+
+    def load(self):
+        if self.structures is not None:
+            return self.structures
+        from .io import read
+        return read(self.path, index=f"{self.start}:{self.stop}", **(self.read_options or {}))
+
+
+def chunk_groups(sizes, max_atoms):
+    """Consecutive index groups whose atom counts add up to at most max_atoms (at least one each)."""
+    groups, group, total = [], [], 0
+    for index, size in enumerate(sizes):
+        if group and total + size > max_atoms:
+            groups.append(group)
+            group, total = [], 0
+        group.append(index)
+        total += size
+    if group:
+        groups.append(group)
+    return groups
+
+
+def _with_index(error, chunk):
+    """Re-raise a check's error with the configuration index of the whole training set."""
+    import re
+    message = re.sub(r"configuration (\d+)",
+                     lambda m: f"configuration {int(m.group(1)) + chunk.first_index}", str(error))
+    return type(error)(message)
+
+
+@dataclass
+class Survey:
+    """What the client needs to know about a chunk before choosing sparse points."""
+
+    n_atoms: np.ndarray
+    energies: np.ndarray
+    species: set
+    single_atom_energies: dict
+
+
+def survey(chunk, need_forces=True, species=None):
+    """Check a chunk and summarise it (step 1)."""
+    structures = chunk.load()
+    try:
+        check_structures(structures, species=species)
+        labels = check_labels(structures, need_forces=need_forces)
+    except ValueError as error:
+        raise _with_index(error, chunk) from None
+    single = {int(a.numbers[0]): float(e) for a, e in zip(structures, labels.energies) if len(a) == 1}
+    return Survey(np.array([len(a) for a in structures]), np.asarray(labels.energies, dtype=float),
+                  {int(z) for a in structures for z in a.numbers}, single)
+
+
+def features(terms, chunk):
+    """Per term: (selection features, channels) of every environment of the chunk (step 2)."""
+    collected = [([], []) for _ in terms]
+    for atoms in chunk.load():
+        for term, nl, (values, channels) in zip(terms, neighbor_lists(terms, atoms), collected):
+            environments = term.descriptor_.compute(atoms, nl, gradients=False)
+            values.append(term.selection_features(environments.features))
+            channels.append(environments.channels)
+    return [(np.concatenate(v), np.concatenate(c)) for v, c in collected]
+
+
+@dataclass
+class TargetSettings:
+    """How labels become weighted targets: e0 per atomic number (eV) and sigmas.
+
+    sigmas: (energy eV/atom, force eV/Å, virial eV/atom); config_type_sigma
+    overrides per config_type; atoms.info keys override per configuration.
+    Energy and virial sigmas scale with √N.
+    """
+
+    e0: dict
+    sigmas: tuple
+    config_type_sigma: dict = None
+    fit_forces: bool = True
+    fit_virial: bool = True
+
+    def sigmas_of(self, atoms):
+        sigma = list(self.sigmas)
+        config_type = atoms.info.get("config_type")
+        if self.config_type_sigma and config_type in self.config_type_sigma:
+            sigma = list(self.config_type_sigma[config_type])
+        for position, key in enumerate(("energy_sigma", "force_sigma", "virial_sigma")):
+            if key in atoms.info:
+                sigma[position] = float(atoms.info[key])
+        root_n = np.sqrt(len(atoms))
+        return sigma[0] * root_n, sigma[1], sigma[2] * root_n
+
+
+def factors(terms, settings, chunk):
+    """R factors {"energy", "forces", "virial": (M+1, M+1)} of one chunk (step 3)."""
+    structures = chunk.load()
+    labels = check_labels(structures, need_forces=settings.fit_forces)
+    rows = design_rows(terms, structures)
+    e0 = np.array([sum(settings.e0[int(z)] for z in atoms.numbers) for atoms in structures])
+    sigmas = np.array([settings.sigmas_of(atoms) for atoms in structures])
+    result = {"energy": gp.weighted_factor(rows.energy, np.asarray(labels.energies) - e0,
+                                           sigmas[:, 0])}
+    if settings.fit_forces:
+        forces = np.concatenate([np.asarray(f).reshape(-1) for f in labels.forces])
+        force_sigmas = np.repeat(sigmas[:, 1], [3 * len(a) for a in structures])
+        result["forces"] = gp.weighted_factor(rows.forces.reshape(len(forces), -1), forces,
+                                              force_sigmas)
+    if settings.fit_virial:
+        with_stress = [k for k, s in enumerate(labels.stresses) if s is not None]
+        if with_stress:
+            virials = np.concatenate([-np.asarray(labels.stresses[k]) * structures[k].get_volume()
+                                      for k in with_stress])
+            rows_virial = rows.virial[with_stress].reshape(len(virials), -1)
+            result["virial"] = gp.weighted_factor(rows_virial, virials,
+                                                  np.repeat(sigmas[with_stress, 2], 6))
+    return result
+
+
+def chunks_of_structures(structures, max_atoms):
+    """Chunks holding the Atoms themselves."""
+    return [Chunk(first_index=group[0], structures=[structures[i] for i in group])
+            for group in chunk_groups([len(a) for a in structures], max_atoms)]
+
+
+def frame_sizes(path):
+    """Atom count of every configuration in a file, without building Atoms for extended XYZ."""
+    from pathlib import Path
+    if Path(path).suffix.lower() in (".xyz", ".extxyz"):
+        sizes = []
+        with open(path) as stream:
+            for line in stream:
+                if not line.strip():
+                    continue
+                try:
+                    count = int(line.split()[0])
+                except ValueError:
+                    raise ValueError(f"{path}: configuration {len(sizes)}: expected an atom count,"
+                                     f" found {line.strip()[:40]!r}") from None
+                sizes.append(count)
+                for _ in range(count + 1):
+                    next(stream, None)
+        return sizes
+    import ase.io
+    return [len(atoms) for atoms in ase.io.iread(path)]
+
+
+def chunks_of_files(paths, max_atoms, read_options=None):
+    """Chunks that name a slice of a file; workers read their own structures."""
+    chunks, first = [], 0
+    for path in paths:
+        sizes = frame_sizes(str(path))
+        for group in chunk_groups(sizes, max_atoms):
+            chunks.append(Chunk(first_index=first + group[0], path=str(path), start=group[0],
+                                stop=group[-1] + 1, read_options=read_options))
+        first += len(sizes)
+    return chunks
