@@ -182,6 +182,7 @@ class GAP(BaseEstimator):
         for index, term in enumerate(self.terms_):
             values = np.concatenate([chunk[index][0] for chunk in chunk_features])
             channels = np.concatenate([chunk[index][1] for chunk in chunk_features])
+            values = term.adapt_to_features(values)
             chosen, chosen_channels = select_sparse(values, channels, term.n_sparse,
                                                     term.sparse_method, rng,
                                                     label=type(term).__name__)

@@ -27,7 +27,9 @@ class ModelFileError(ValueError):
 
 
 def _term_record(term):
-    return {"class": type(term).__name__, "params": term.get_params(deep=False)}
+    params = {name: (np.asarray(value).tolist() if isinstance(value, (np.ndarray, tuple)) else value)
+              for name, value in term.get_params(deep=False).items()}
+    return {"class": type(term).__name__, "params": params}
 
 
 def _term_from_record(record):
@@ -47,6 +49,8 @@ def _model_arrays(model):
     for index, term in enumerate(model.terms_):
         arrays[f"term{index}_sparse_points"] = term.sparse_points_
         arrays[f"term{index}_sparse_channels"] = term.sparse_channels_
+        for name, value in term.state_arrays().items():
+            arrays[f"term{index}_state_{name}"] = value
     return arrays
 
 
@@ -122,6 +126,10 @@ def load_model(path):
     model.terms_ = [clone(term).build(model.species_) for term in model.terms]
     for index, term in enumerate(model.terms_):
         term.set_sparse(arrays[f"term{index}_sparse_points"], arrays[f"term{index}_sparse_channels"])
+        prefix = f"term{index}_state_"
+        state = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
+        if state:
+            term.restore_state(state)
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]

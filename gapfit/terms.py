@@ -25,6 +25,20 @@ class Term(BaseEstimator):
         """Radius (Å) of the neighbour list the descriptor needs."""
         return self.descriptor_.cutoff
 
+    def adapt_to_features(self, features):
+        """Learn what the term needs from all training features before sparse points are
+        chosen; return the features as the descriptor gives them from now on.
+        Most terms need nothing (identity)."""
+        return features
+
+    def state_arrays(self):
+        """Fitted arrays besides the sparse points that a model file must keep."""
+        return {}
+
+    def restore_state(self, arrays):
+        """Set what ``state_arrays`` returned (after ``build``); returns self."""
+        return self
+
     def selection_features(self, features):
         """Features as the kernel compares them (used to choose sparse points)."""
         return self.kernel_.prepare_sparse(features)
@@ -139,6 +153,62 @@ class TwoBody(Term):
 
     def _make_kernel(self):
         return CutoffSquaredExponential(self.theta, self.cutoff, self.transition_width)
+
+
+class ACSF(Term):
+    """Behler–Parrinello atom-centred symmetry functions with a squared-exponential kernel.
+
+    Features are standardised with their spread over the training environments (learnt in
+    ``fit``, stored in the model), so G2 counts and small G4/G5 values weigh alike.
+
+    Parameters
+    ----------
+    r_cut : float, Å.
+    g2_params : (n, 2) rows (eta Å^-2, R_s Å); None for a grid derived from r_cut.
+    g4_params, g5_params : (n, 3) rows (eta Å^-2, zeta, lambda = ±1); None for defaults.
+    theta : float, kernel length scale in units of √(number of features) of
+        standardised features. delta : float, eV, signal scale.
+    n_sparse : sparse environments (split over centre species). sparse_method : "cur",
+        "fps" or "random".
+    """
+
+    def __init__(self, r_cut=5.0, g2_params=None, g4_params=None, g5_params=None, theta=0.5,
+                 delta=0.2, n_sparse=1000, sparse_method="cur"):
+        self.r_cut = r_cut
+        self.g2_params = g2_params
+        self.g4_params = g4_params
+        self.g5_params = g5_params
+        self.theta = theta
+        self.delta = delta
+        self.n_sparse = n_sparse
+        self.sparse_method = sparse_method
+
+    def _make_descriptor(self, species):
+        from .descriptors.acsf import ACSFDescriptor
+        return ACSFDescriptor(species, r_cut=self.r_cut, g2_params=self.g2_params,
+                              g4_params=self.g4_params, g5_params=self.g5_params)
+
+    def _make_kernel(self):
+        return SquaredExponential(self.theta * np.sqrt(self.descriptor_.n_features))
+
+    def adapt_to_features(self, features):
+        """Divide every feature by its standard deviation over the training environments
+        (features that never vary keep scale 1)."""
+        spread = np.asarray(features, dtype=np.float64).std(axis=0)
+        scale = np.where(spread > 1e-12 * max(spread.max(initial=0.0), 1e-300),
+                         1.0 / np.where(spread > 0, spread, 1.0), 1.0)
+        self.restore_state({"feature_scale": scale})
+        return features * scale
+
+    def state_arrays(self):
+        return {"feature_scale": self.feature_scale_}
+
+    def restore_state(self, arrays):
+        from .descriptors.base import ScaledDescriptor
+        self.feature_scale_ = np.asarray(arrays["feature_scale"], dtype=np.float64)
+        inner = getattr(self.descriptor_, "descriptor", self.descriptor_)
+        self.descriptor_ = ScaledDescriptor(inner, self.feature_scale_)
+        return self
 
 
 def default_terms():

@@ -84,3 +84,34 @@ class Descriptor:
         upstream = d_energy_d_features[env.pair_envs]
         gradient = np.einsum("pak,pk->pa", env.pair_gradients, upstream)
         return env.pair_envs, env.pair_neighbors, env.pair_vectors, gradient
+
+
+class ScaledDescriptor(Descriptor):
+    """Another descriptor's features multiplied by a fixed vector ``scale`` (one per feature).
+
+    Gradients scale the same way, and ``backward`` scales ∂E/∂q before handing it on,
+    so forces and stresses stay exact. Used to standardise descriptors whose features
+    span orders of magnitude (ACSF) before a squared-exponential kernel sees them.
+    """
+
+    def __init__(self, descriptor, scale):
+        self.descriptor = descriptor
+        self.scale = np.asarray(scale, dtype=np.float64)
+        if self.scale.shape != (descriptor.n_features,):
+            raise ValueError(f"scale must have {descriptor.n_features} entries, "
+                             f"got shape {self.scale.shape}")
+        self.cutoff = descriptor.cutoff
+
+    @property
+    def n_features(self):
+        return self.descriptor.n_features
+
+    def compute(self, atoms, neighbor_list, gradients=False):
+        env = self.descriptor.compute(atoms, neighbor_list, gradients=gradients)
+        env.features = env.features * self.scale
+        if env.pair_gradients is not None:
+            env.pair_gradients = env.pair_gradients * self.scale
+        return env
+
+    def backward(self, atoms, neighbor_list, d_energy_d_features):
+        return self.descriptor.backward(atoms, neighbor_list, d_energy_d_features * self.scale)
