@@ -37,6 +37,37 @@ def make_cu_structures(n, seed, repeat=(2, 2, 2), rattle=0.1, strain=0.03, symbo
     return structures
 
 
+def finite_difference_forces(model, atoms, step=1e-4, atoms_to_check=3):
+    """-dE/dr (eV/Å) of the first atoms by central differences of model.predict_structure."""
+    forces = np.zeros((atoms_to_check, 3))
+    for i in range(atoms_to_check):
+        for axis in range(3):
+            shifted = atoms.copy()
+            shifted.positions[i, axis] += step
+            plus = model.predict_structure(shifted).energy
+            shifted.positions[i, axis] -= 2 * step
+            minus = model.predict_structure(shifted).energy
+            forces[i, axis] = -(plus - minus) / (2 * step)
+    return forces
+
+
+def finite_difference_stress(model, atoms, step=1e-5):
+    """Symmetric strain derivative of the energy over the volume (eV/Å³, Voigt order)."""
+    derivative = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            energies = []
+            for sign in (1, -1):
+                strain = np.eye(3)
+                strain[a, b] += sign * step
+                strained = atoms.copy()
+                strained.set_cell(atoms.cell.array @ strain.T, scale_atoms=True)
+                energies.append(model.predict_structure(strained).energy)
+            derivative[a, b] = (energies[0] - energies[1]) / (2 * step)
+    stress = 0.5 * (derivative + derivative.T) / atoms.get_volume()
+    return stress.flat[[0, 4, 8, 5, 2, 1]]
+
+
 @pytest.fixture(scope="session")
 def cu_train():
     return make_cu_structures(12, seed=1)

@@ -15,7 +15,8 @@ from sklearn.model_selection import GridSearchCV
 import gapfit
 from gapfit.metrics import scorer
 
-from conftest import label_with_emt, make_cu_structures
+from conftest import (finite_difference_forces, finite_difference_stress, label_with_emt,
+                      make_cu_structures)
 
 
 def pair_model(**kwargs):
@@ -25,35 +26,6 @@ def pair_model(**kwargs):
 @pytest.fixture(scope="module")
 def fitted(cu_train):
     return pair_model().fit(cu_train)
-
-
-def finite_difference_forces(model, atoms, step=1e-4, atoms_to_check=3):
-    forces = np.zeros((atoms_to_check, 3))
-    for i in range(atoms_to_check):
-        for axis in range(3):
-            shifted = atoms.copy()
-            shifted.positions[i, axis] += step
-            plus = model.predict_structure(shifted).energy
-            shifted.positions[i, axis] -= 2 * step
-            minus = model.predict_structure(shifted).energy
-            forces[i, axis] = -(plus - minus) / (2 * step)
-    return forces
-
-
-def finite_difference_stress(model, atoms, step=1e-5):
-    derivative = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            energies = []
-            for sign in (1, -1):
-                strain = np.eye(3)
-                strain[a, b] += sign * step
-                strained = atoms.copy()
-                strained.set_cell(atoms.cell.array @ strain.T, scale_atoms=True)
-                energies.append(model.predict_structure(strained).energy)
-            derivative[a, b] = (energies[0] - energies[1]) / (2 * step)
-    stress = 0.5 * (derivative + derivative.T) / atoms.get_volume()
-    return stress.flat[[0, 4, 8, 5, 2, 1]]
 
 
 def test_forces_are_minus_the_energy_gradient(fitted, cu_test):
