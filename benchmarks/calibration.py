@@ -59,16 +59,46 @@ def calibration(errors, latent_stds, noise_sigma):
             "noise_sigma": float(noise_sigma)}
 
 
-def run(element, n_sparse, max_factor):
+def save_fitted(model, directory, name):
+    """The model file plus its data R factors (which a model file does not keep)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / f"{name}.gap")
+    np.savez(directory / f"{name}_factors.npz", **model.data_factors_)
+
+
+def load_fitted(directory, name):
+    """A model written by ``save_fitted``, ready for ``hyperparameters.optimize``; or None."""
+    import gapfit
+    from gapfit import gp
+    if not (directory / f"{name}_factors.npz").exists():
+        return None
+    model = gapfit.load(directory / f"{name}.gap")
+    with np.load(directory / f"{name}_factors.npz") as stored:
+        model.data_factors_ = {kind: stored[kind] for kind in stored.files}
+    prior = gp.prior_factor(model._sparse_covariance(), model.sparse_jitter)
+    model.alpha_, model.factor_ = gp.solve(list(model.data_factors_.values()), prior)
+    return model
+
+
+def run(element, n_sparse, max_factor, cache=None):
     import gapfit
     from gapfit import hyperparameters
     train = gapfit.io.read_mlearn(MLEARN / f"{element}_train.json")
     test = gapfit.io.read_mlearn(MLEARN / f"{element}_test.json")
-    model = gapfit.GAP(terms=[gapfit.TwoBody(), gapfit.SOAP(n_sparse=n_sparse)], random_state=0)
-    start = time.perf_counter()
-    model.fit(train)
-    print(f"\n{element}: fit {time.perf_counter() - start:.0f} s, M = {len(model.alpha_)}, "
-          f"{len(test)} test configurations, {sum(len(a) for a in test)} atoms")
+    name = f"{element}_soap{n_sparse}"
+    model = load_fitted(Path(cache), name) if cache else None
+    if model is None:
+        model = gapfit.GAP(terms=[gapfit.TwoBody(), gapfit.SOAP(n_sparse=n_sparse)],
+                           random_state=0)
+        start = time.perf_counter()
+        model.fit(train)
+        print(f"\n{element}: fit {time.perf_counter() - start:.0f} s", end="")
+        if cache:
+            save_fitted(model, Path(cache), name)
+    else:
+        print(f"\n{element}: fitted model read from {cache}", end="")
+    print(f", M = {len(model.alpha_)}, {len(test)} test configurations, "
+          f"{sum(len(a) for a in test)} atoms")
     rows = []
     errors, stds, predict_ms, variance_ms = force_statistics(model, test)
     rows.append(("as fitted", calibration(errors, stds, model.force_sigma)))
@@ -105,13 +135,15 @@ def main(argv=None):
     parser.add_argument("--elements", nargs="+", default=["Mo", "Si"])
     parser.add_argument("--n-sparse", type=int, default=1000)
     parser.add_argument("--max-factor", type=float, default=10.0)
+    parser.add_argument("--cache", default=None,
+                        help="directory to keep fitted models in (reused on the next run)")
     args = parser.parse_args(argv)
     if not MLEARN.is_dir():
         print(f"skipped: mlearn data not found at {MLEARN}")
         return 0
     print("units: meV/Å; e = force error, s = latent std, t = sqrt(s² + σ_F²)")
     for element in args.elements:
-        run(element, args.n_sparse, args.max_factor)
+        run(element, args.n_sparse, args.max_factor, args.cache)
     return 0
 
 

@@ -9,6 +9,7 @@ from .calculator import GAPCalculator  # noqa: E402
 from .model import GAP  # noqa: E402
 from .persistence import ModelFileError, load_model as load  # noqa: E402
 from .terms import ACSF, SOAP, TwoBody  # noqa: E402
+from . import active  # noqa: E402
 
-__all__ = ["GAP", "ACSF", "SOAP", "TwoBody", "GAPCalculator", "ModelFileError", "load", "io", "metrics",
+__all__ = ["GAP", "ACSF", "SOAP", "TwoBody", "GAPCalculator", "ModelFileError", "load", "io", "metrics", "active",
            "__version__"]

@@ -1,4 +1,4 @@
-"""From structures to design rows (for the fit) and to energies, forces, virials (for prediction).
+"""From structures to design rows (for the fit); predictions come from ``gapfit.prediction``.
 
 Design rows are the derivatives of the model's predictions with respect to
 its coefficients: one row per total energy, per force component and per
@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _assembly_kernels as kernels
 from .neighbors import build_neighbor_list, within
+from .prediction import Prediction, predict_structure  # noqa: F401  (prediction lives there)
 
 PAIR_BLOCK_BYTES = 64 * 2 ** 20
 
@@ -85,47 +86,3 @@ def _add_term_rows(rows, term, environments, column0, structure, atom_offset):
                                     factor_self, pair_envs,
                                     np.ascontiguousarray(environments.pair_vectors[chosen]),
                                     np.full(len(chosen), structure, dtype=np.int64))
-
-
-@dataclass
-class Prediction:
-    """Model output for one structure: eV, eV/Å, eV (virial, 3×3)."""
-
-    local_energies: np.ndarray
-    forces: np.ndarray
-    virial: np.ndarray
-
-    @property
-    def energy(self):
-        return float(self.local_energies.sum())
-
-
-def predict_structure(terms, alpha, e0_per_atom, atoms):
-    """Local energies, forces and virial of ``atoms`` for coefficients ``alpha``.
-
-    e0_per_atom : (n_atoms,) isolated-atom energies in eV.
-    """
-    offsets = column_offsets(terms)
-    n_atoms = len(atoms)
-    local_energies = np.array(e0_per_atom, dtype=np.float64)
-    forces = np.zeros((n_atoms, 3))
-    virial = np.zeros((3, 3))
-    for term, offset, nl in zip(terms, offsets, neighbor_lists(terms, atoms)):
-        environments = term.descriptor_.compute(atoms, nl, gradients=False)
-        d_energy_d_features = np.zeros_like(environments.features)
-        for envs, start, stop, values, factor_sparse, factor_self in term.kernel_blocks(environments):
-            coefficients = alpha[offset + start: offset + stop]
-            env_energies = values @ coefficients
-            local_energies += np.bincount(environments.center_atoms[envs], weights=env_energies,
-                                          minlength=n_atoms)
-            d_energy_d_features[envs] = ((factor_sparse * coefficients) @ term.sparse_points_[start:stop]
-                                         + (factor_self @ coefficients)[:, None]
-                                         * environments.features[envs])
-        pair_envs, pair_neighbors, pair_vectors, gradient = term.descriptor_.backward(
-            atoms, nl, d_energy_d_features)
-        centers = environments.center_atoms[pair_envs]
-        for axis in range(3):
-            forces[:, axis] -= np.bincount(pair_neighbors, weights=gradient[:, axis], minlength=n_atoms)
-            forces[:, axis] += np.bincount(centers, weights=gradient[:, axis], minlength=n_atoms)
-        virial -= gradient.T @ pair_vectors
-    return Prediction(local_energies, forces, 0.5 * (virial + virial.T))

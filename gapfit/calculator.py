@@ -1,6 +1,12 @@
 """ASE calculator around a fitted GAP: energy, free_energy, energies, forces, stress."""
-import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from sklearn.utils.validation import check_is_fitted
+
+from .checks import check_structures
+from .prediction import StructurePredictor
+
+# changes after which the structure is checked again (geometry and species)
+_STRUCTURAL_CHANGES = {"numbers", "cell", "pbc"}
 
 
 class GAPCalculator(Calculator):
@@ -9,26 +15,39 @@ class GAPCalculator(Calculator):
     With ``uncertainty=True`` the results also hold posterior standard deviations
     (``gapfit.variance``): ``energy_std`` (eV), ``energies_std`` (per atom, eV) and
     ``forces_std`` (N×3, eV/Å).
+
+    ``skin`` (Å) is the margin of the neighbour list kept between calls: it is searched
+    at the model's cutoff + skin and reused, with only its pair vectors recomputed, until
+    an atom has moved more than skin / 2 or the cell, periodicity or species change
+    (``gapfit.neighbors.SkinNeighborList``). Results are the same as without reuse.
     """
 
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
 
-    def __init__(self, model, uncertainty=False, **kwargs):
+    def __init__(self, model, uncertainty=False, skin=0.5, **kwargs):
         super().__init__(**kwargs)
         self.model = model
         self.uncertainty = uncertainty
+        self.skin = skin
         self._posterior = None
+        self._predictor = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        self.model._check_predictable([atoms])
-        prediction = self.model.predict_structure(atoms)
+        check_is_fitted(self.model, "alpha_")
+        if self._predictor is None or not self._predictor.is_current(self.model):
+            self._predictor = StructurePredictor.from_model(self.model, skin=self.skin)
+            system_changes = all_changes
+        if _STRUCTURAL_CHANGES.intersection(system_changes):
+            # overlapping atoms are caught on every call by the predictor itself
+            check_structures([atoms], species=self.model.species_, min_distance=None)
+        prediction = self._predictor.predict(atoms)
         self.results = {
             "energy": prediction.energy,
             "free_energy": prediction.energy,
-            "energies": prediction.local_energies.copy(),
-            "forces": prediction.forces.copy(),
+            "energies": prediction.local_energies,
+            "forces": prediction.forces,
         }
         if atoms.pbc.all():
             stress = -prediction.virial / atoms.get_volume()

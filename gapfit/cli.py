@@ -1,8 +1,8 @@
 """The ``gapfit`` command: fit, eval, md and select, each a thin layer over the library.
 
 Every subcommand parses its arguments and calls library functions
-(``gapfit.settings``, ``gapfit.parity``, ``gapfit.plots``, ``gapfit.md``,
-``gapfit.active``). Errors in the user's files (missing, truncated, corrupted)
+(``gapfit.settings``, ``gapfit.parity``, ``gapfit.plots``, ``gapfit.validate``,
+``gapfit.md``, ``gapfit.active``). Errors in the user's files (missing, truncated, corrupted)
 end the command with a one-line message on standard error and exit status 1;
 usage errors exit with status 2.
 """
@@ -38,7 +38,9 @@ settings file (TOML; YAML with PyYAML), every entry optional, flags override it:
   n_sparse = 500""",
     "eval": """examples:
   gapfit eval cu.gap data/cu_test.xyz
-  gapfit eval cu.gap test.xyz --json errors.json --plots plots/""",
+  gapfit eval cu.gap test.xyz --json errors.json --plots plots/
+  gapfit eval cu.gap --properties                 # ASE's reference crystal of the model's element
+  gapfit eval cu.gap test.xyz --properties cu_cubic.xyz --md-time 1 --plots plots/""",
     "md": """examples:
   gapfit md cu.gap data/cu_test.xyz --ensemble nvt --temperature 300 --steps 2000
   gapfit md cu.gap cu.xyz --repeat 3 3 3 --ensemble npt --pressure 0 -o npt.xyz --log npt.log""",
@@ -115,15 +117,31 @@ def _add_fit(subparsers):
 
 def _add_eval(subparsers):
     parser = subparsers.add_parser(
-        "eval", help="errors of a model on labelled data, with parity plots",
+        "eval", help="errors of a model on labelled data, with parity plots; physical properties",
         epilog=EXAMPLES["eval"], formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Print energy, force and stress MAE, RMSE and R² overall and per config_type; "
-                    "optionally write them as JSON and draw parity plots and a force-error histogram.")
+                    "optionally write them as JSON and draw parity plots and a force-error histogram. "
+                    "With --properties, also compute physical properties of a crystal "
+                    "(gapfit.validate): E–V curve with a Birch–Murnaghan fit (lattice constant, bulk "
+                    "modulus), elastic constants by stress–strain, relaxed vacancy formation energy, "
+                    "phonons (dispersion, DOS) and an MD stability check.")
     parser.add_argument("model", help="model file written by gapfit fit")
-    parser.add_argument("data", nargs="+", help="labelled structure files")
-    parser.add_argument("--json", metavar="FILE", help="write the numbers of the table as JSON")
+    parser.add_argument("data", nargs="*", help="labelled structure files (optional with --properties)")
+    parser.add_argument("--json", metavar="FILE", help="write the numbers of the table (and of the "
+                                                       "properties) as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write parity_energy.png, parity_forces.png, "
-                                                       "parity_stress.png and force_errors.png here")
+                                                       "parity_stress.png and force_errors.png here; "
+                                                       "with --properties also eos.png and phonons.png")
+    group = parser.add_argument_group("physical properties (gapfit.validate)")
+    group.add_argument("--properties", nargs="?", const="auto", metavar="STRUCTURE",
+                       help="compute the properties of the crystal in STRUCTURE (any ASE-readable "
+                            "file, last frame; give the conventional cell for the cubic lattice "
+                            "constant); without STRUCTURE, ASE's reference crystal of the model's "
+                            "single element (ase.build.bulk)")
+    group.add_argument("--md-time", type=float, default=2.0, metavar="PS",
+                       help="length of the MD stability run, ps (default 2)")
+    group.add_argument("--md-temperature", type=float, default=300.0, metavar="K",
+                       help="temperature of the MD stability run, K (default 300)")
     _read_options(parser)
     _common(parser)
     parser.set_defaults(handler=command_eval)
@@ -287,20 +305,51 @@ def command_eval(args):
     from .parity import format_report, json_safe, parity_data, report
     from .plots import evaluation_plots
     from .settings import read_structures
+    if not args.data and args.properties is None:
+        raise ValueError("nothing to evaluate: give labelled data files, --properties, or both")
     model = load(args.model)
-    structures = read_structures(args.data, _read_only_settings(args), species=model.species_)
-    data = parity_data(model, structures)
-    result = report(data)
-    print(f"model {args.model} on {', '.join(args.data)} ({len(structures)} configurations):")
-    print(format_report(result))
+    document = {"model": str(args.model)}
+    if args.data:
+        structures = read_structures(args.data, _read_only_settings(args), species=model.species_)
+        data = parity_data(model, structures)
+        result = report(data)
+        print(f"model {args.model} on {', '.join(args.data)} ({len(structures)} configurations):")
+        print(format_report(result))
+        document.update({"data": list(args.data), **result})
+        if args.plots:
+            for path in evaluation_plots(data, args.plots).values():
+                log.info("plot written to %s", path)
+    if args.properties is not None:
+        document["properties"] = _properties(model, args)
     if args.json:
-        document = {"model": str(args.model), "data": list(args.data), **result}
         Path(args.json).write_text(json.dumps(json_safe(document), indent=2) + "\n")
-        log.info("errors written to %s", args.json)
-    if args.plots:
-        for path in evaluation_plots(data, args.plots).values():
-            log.info("plot written to %s", path)
+        log.info("numbers written to %s", args.json)
     return 0
+
+
+def _properties(model, args):
+    """Print the property table of ``--properties``, draw its plots; return its JSON form."""
+    from . import GAPCalculator
+    from . import validate
+    if args.properties == "auto":
+        atoms, primitive = validate.reference_crystal(model.species_)
+        source = f"ASE's reference crystal of {atoms.get_chemical_formula(mode='reduce')}"
+    else:
+        atoms, primitive = _starting_structure(args.properties, "-1", None), None
+        source = args.properties
+    model._check_predictable([atoms])
+    result = validate.properties(GAPCalculator(model), atoms, primitive=primitive,
+                                 md_temperature_K=args.md_temperature, md_time_ps=args.md_time)
+    print(f"\nproperties of {source} ({len(atoms)} atoms in the reference cell):")
+    print(validate.format_table(result.values()))
+    md = result.md
+    print(f"MD {md.n_atoms} atoms, {md.time_ps:.2f} ps at {args.md_temperature:g} K: "
+          + ("stable" if md.stable else f"UNSTABLE ({md.reason})"))
+    if args.plots:
+        for path in (validate.plot_equation_of_state(result.eos, Path(args.plots) / "eos.png"),
+                     validate.plot_phonons(result.phonons, Path(args.plots) / "phonons.png")):
+            log.info("plot written to %s", path)
+    return {"structure": source, **validate.report_json(result)}
 
 
 # ----------------------------------------------------------------------------- md

@@ -4,6 +4,7 @@ scikit-learn conventions with a list of ``ase.Atoms`` as X: parameters are
 stored unchanged by ``__init__``, everything learned ends in ``_``, ``fit``
 returns self. Array-input validation of scikit-learn does not apply.
 """
+import logging
 import os
 from functools import partial
 
@@ -14,9 +15,12 @@ from sklearn.utils.validation import check_is_fitted
 from . import gp, training
 from .assembly import column_offsets, predict_structure
 from .checks import check_structures
-from .parallel import map_chunks
-from .sparse import select_sparse
+from .memory import PeakMemory
+from .parallel import map_chunks, map_reduce_chunks
+from .sparse import finish_selection, plan_selection, pooled_moments
 from .terms import default_terms
+
+logger = logging.getLogger(__name__)
 
 
 class GAP(BaseEstimator):
@@ -42,9 +46,12 @@ class GAP(BaseEstimator):
         gradients.
     n_jobs : None or 1 (this process, all cores through numba/BLAS), or the
         number of local worker processes (-1: all cores).
-    backend : None, or "dask" to run the chunks on the current
-        ``dask.distributed`` client's workers.
+    backend : None, "dask" (the current ``dask.distributed`` client) or a
+        ``dask.distributed.Client``: chunks run on its workers, and their
+        pieces are reduced there too.
     random_state : int, numpy Generator or None, for sparse-point selection.
+        The sparse points depend only on the data, chunk_atoms and this seed,
+        not on n_jobs or backend.
     verbose : bool, progress bars on standard error.
     optimize_hyperparameters : False, True, or a number F > 1: after the fit,
         scale the energy/force/virial sigmas and each term's delta to maximise
@@ -54,6 +61,11 @@ class GAP(BaseEstimator):
 
     ``fit`` takes a list of Atoms, or file names (str/Path or a list of
     them) that the workers read themselves with ``read_options``.
+
+    After ``fit``, ``peak_memory_mb_`` is the peak resident memory (MB) of this
+    process during the fit and ``worker_peak_memory_mb_`` the largest peak of a
+    worker process that ran chunks (None in a serial fit; since the worker
+    started). Both are also logged at INFO level.
     """
 
     def __init__(self, terms=None, energy_sigma=0.002, force_sigma=0.05, virial_sigma=0.05,
@@ -84,26 +96,39 @@ class GAP(BaseEstimator):
 
         ``y`` is ignored: labels travel on the structures.
         """
+        with PeakMemory() as memory:
+            self._memory = memory
+            try:
+                self._fit(X)
+            finally:
+                del self._memory
+        self.peak_memory_mb_ = memory.process_mb
+        self.worker_peak_memory_mb_ = memory.workers_mb
+        workers = ("" if memory.workers_mb is None
+                   else f", largest worker {memory.workers_mb:.0f} MB")
+        logger.info("fit: %d configurations, peak memory %.0f MB in this process%s",
+                    self.n_training_structures_, memory.process_mb, workers)
+        return self
+
+    def _fit(self, X):
         chunks = self._training_chunks(X)
         surveys = self._map(partial(training.survey, need_forces=self.fit_forces), chunks, "checking")
         self.species_ = sorted(set().union(*(s.species for s in surveys)))
         self.e0_ = self._fit_e0(surveys)
         self.terms_ = [clone(term).build(self.species_) for term in (self.terms or default_terms())]
-        self._choose_sparse_points(self._map(partial(training.features, self.terms_), chunks,
-                                             "descriptors"))
+        self._choose_sparse_points(chunks)
         settings = training.TargetSettings(
             e0=self.e0_, sigmas=(self.energy_sigma, self.force_sigma, self.virial_sigma),
             config_type_sigma=self.config_type_sigma, fit_forces=self.fit_forces,
             fit_virial=self.fit_virial)
-        pieces = self._map(partial(training.factors, self.terms_, settings), chunks, "assembling")
-        self.data_factors_ = gp.combine_factor_dicts(pieces)
+        self.data_factors_ = self._map_reduce(partial(training.factors, self.terms_, settings),
+                                              training.combine_factors, chunks, "assembling")
         prior = gp.prior_factor(self._sparse_covariance(), self.sparse_jitter)
         self.alpha_, self.factor_ = gp.solve(list(self.data_factors_.values()), prior)
         self.n_training_structures_ = int(sum(len(s.n_atoms) for s in surveys))
         if self.optimize_hyperparameters:
             from .hyperparameters import optimize_after_fit
             optimize_after_fit(self, chunks)
-        return self
 
     def update(self, X):
         """Add labelled structures (a list of Atoms) without a refit: their R factors
@@ -140,12 +165,21 @@ class GAP(BaseEstimator):
             return training.chunks_of_files(X, self.chunk_atoms, self.read_options)
         return training.chunks_of_structures(X, self.chunk_atoms)
 
+    def _progress(self, description):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+        return partial(tqdm, desc=description, unit="chunk")
+
     def _map(self, func, chunks, description):
-        progress = None
-        if self.verbose:
-            from tqdm.auto import tqdm
-            progress = partial(tqdm, desc=description, unit="chunk")
-        return map_chunks(func, chunks, n_jobs=self.n_jobs, client=self.backend, progress=progress)
+        return map_chunks(func, chunks, n_jobs=self.n_jobs, client=self.backend,
+                          progress=self._progress(description),
+                          memory=getattr(self, "_memory", None))
+
+    def _map_reduce(self, func, combine, chunks, description):
+        return map_reduce_chunks(func, combine, chunks, n_jobs=self.n_jobs, client=self.backend,
+                                 progress=self._progress(description),
+                                 memory=getattr(self, "_memory", None))
 
     def _fit_e0(self, surveys):
         """Isolated-atom energy per atomic number, eV."""
@@ -172,20 +206,37 @@ class GAP(BaseEstimator):
             return {z: found[z] for z in species}
         raise ValueError(f"e0 must be 'average', 'isolated' or a dict, not {self.e0!r}")
 
-    def _rng(self):
-        if isinstance(self.random_state, np.random.Generator):
-            return self.random_state
-        return np.random.default_rng(self.random_state)
+    def _selection_seed(self):
+        """Integer seed of the sparse-point proposals (``gapfit.sparse.chunk_rng``)."""
+        if isinstance(self.random_state, (int, np.integer)):
+            return int(self.random_state)
+        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
+               else np.random.default_rng(self.random_state))
+        return int(rng.integers(2 ** 63))
 
-    def _choose_sparse_points(self, chunk_features):
-        rng = self._rng()
-        for index, term in enumerate(self.terms_):
-            values = np.concatenate([chunk[index][0] for chunk in chunk_features])
-            channels = np.concatenate([chunk[index][1] for chunk in chunk_features])
-            values = term.adapt_to_features(values)
-            chosen, chosen_channels = select_sparse(values, channels, term.n_sparse,
-                                                    term.sparse_method, rng,
-                                                    label=type(term).__name__)
+    def _choose_sparse_points(self, chunks):
+        """Sparse points of every term in passes over the chunks (``gapfit.sparse``):
+        feature statistics, then candidates; no process holds all the features."""
+        all_terms = range(len(self.terms_))
+        summaries = self._map_reduce(partial(training.summarize_features, self.terms_, all_terms),
+                                     training.merge_summary_lists, chunks, "feature statistics")
+        adapted = [i for i, term in enumerate(self.terms_)
+                   if term.adapt_to_moments(*pooled_moments(summaries[i]))]
+        if adapted:  # their descriptors changed: summarise the new features
+            again = self._map_reduce(partial(training.summarize_features, self.terms_, adapted),
+                                     training.merge_summary_lists, chunks, "feature statistics")
+            summaries = [again[i] if i in adapted else s for i, s in enumerate(summaries)]
+        plans = [plan_selection(summary, term.n_sparse, term.sparse_method)
+                 for term, summary in zip(self.terms_, summaries)]
+        proposing = [plan if plan.method != "uniform" else None for plan in plans]
+        candidates = [None] * len(plans)
+        if any(plan is not None for plan in proposing):
+            candidates = self._map_reduce(
+                partial(training.propose_sparse, self.terms_, proposing, self._selection_seed()),
+                partial(training.merge_candidate_lists, proposing), chunks, "sparse candidates")
+        for term, plan, summary, proposed in zip(self.terms_, plans, summaries, candidates):
+            chosen, chosen_channels = finish_selection(plan, summary, proposed, term.n_sparse,
+                                                       label=type(term).__name__)
             term.set_sparse(chosen, chosen_channels)
 
     def _sparse_covariance(self):

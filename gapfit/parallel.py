@@ -1,9 +1,14 @@
 """Where the map over chunks runs: in this process, in local worker processes, or on dask.
 
-Every backend returns the results in the order of the chunks, so the
-reduction (and therefore the fit) is identical whichever runs the map.
+Every backend returns the results in the order of the chunks, and
+``map_reduce_chunks`` combines them along one fixed binary tree, so the
+reduction (and therefore the fit) is the same whichever backend runs the map.
 """
 import os
+import uuid
+from functools import partial
+
+from .memory import own_peak_rss_mb
 
 
 def _limit_worker_threads():
@@ -23,29 +28,120 @@ def _run_in_worker(func, chunk):
     return func(chunk)
 
 
-def map_chunks(func, chunks, n_jobs=None, client=None, progress=None):
+def _run_and_report_peak(func, chunk):
+    """func(chunk) and the worker process's peak resident memory (MB) afterwards."""
+    return _run_in_worker(func, chunk), own_peak_rss_mb()
+
+
+def _combine_in_worker(combine, left, right):
+    _limit_worker_threads()
+    return combine(left, right)
+
+
+def _dask_client(client):
+    if isinstance(client, str):
+        if client != "dask":
+            raise ValueError(f"backend must be 'dask' or a dask Client, not {client!r}")
+        from dask.distributed import get_client
+        return get_client()
+    return client
+
+
+def _task_name(func):
+    return getattr(getattr(func, "func", func), "__name__", "chunk")
+
+
+def tree_reduce(items, combine):
+    """combine() the items, taken in order, along a fixed binary tree.
+
+    The tree depends only on the number of items (a binary counter: equal-sized
+    subtrees merge as soon as both exist, leftovers merge right to left), so at
+    most about log2(n) partial results are held at once, and the same tree
+    arises whether combine computes the value now or submits it as a task.
+    """
+    stack = []
+    for item in items:
+        level, value = 0, item
+        while stack and stack[-1][0] == level:
+            value = combine(stack.pop()[1], value)
+            level += 1
+        stack.append((level, value))
+    if not stack:
+        raise ValueError("nothing to reduce: no chunks")
+    value = stack.pop()[1]
+    while stack:
+        value = combine(stack.pop()[1], value)
+    return value
+
+
+def _note_dask_workers(client, memory):
+    if memory is not None:
+        memory.note_worker(max(client.run(own_peak_rss_mb).values(), default=None))
+
+
+def _joblib_results(func, chunks, n_jobs, memory):
+    """Results in chunk order from loky worker processes, as they arrive."""
+    from joblib import Parallel, delayed
+    tasks = (delayed(_run_and_report_peak)(func, chunk) for chunk in chunks)
+    for result, peak in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(tasks):
+        if memory is not None:
+            memory.note_worker(peak)
+        yield result
+
+
+def map_chunks(func, chunks, n_jobs=None, client=None, progress=None, memory=None):
     """[func(c) for c in chunks], computed by the chosen backend.
 
     n_jobs : None or 1 runs here (numba and BLAS use all cores); n > 1 (or -1,
         all cores) uses that many local worker processes (joblib/loky), each
         limited to one thread so the machine is not oversubscribed.
     client : a ``dask.distributed.Client`` (or "dask" for the default client):
-        chunks are computed on its workers; dask reruns the chunks of a worker
-        that dies.
+        chunks are computed on its workers, one numba/BLAS thread per task;
+        dask reruns the chunks of a worker that dies.
     progress : optional callable wrapping an iterable (e.g. tqdm) for the serial path.
+    memory : optional ``gapfit.memory.PeakMemory`` told the workers' peak memory.
     """
     chunks = list(chunks)
     if client is not None:
-        if isinstance(client, str):
-            if client != "dask":
-                raise ValueError(f"backend must be 'dask' or a dask Client, not {client!r}")
-            from dask.distributed import get_client
-            client = get_client()
-        futures = client.map(func, chunks, pure=False, retries=2)
-        return client.gather(futures)
+        client = _dask_client(client)
+        name = f"{_task_name(func)}-{uuid.uuid4().hex[:8]}"
+        futures = client.map(partial(_run_in_worker, func), chunks, pure=False, retries=2,
+                             key=[f"{name}-{i}" for i in range(len(chunks))])
+        results = client.gather(futures)
+        _note_dask_workers(client, memory)
+        return results
     if n_jobs not in (None, 1):
-        from joblib import Parallel, delayed
-        return Parallel(n_jobs=n_jobs, backend="loky")(
-            delayed(_run_in_worker)(func, chunk) for chunk in chunks)
+        return list(_joblib_results(func, chunks, n_jobs, memory))
     iterable = progress(chunks) if progress is not None else chunks
     return [func(chunk) for chunk in iterable]
+
+
+def map_reduce_chunks(func, combine, chunks, n_jobs=None, client=None, progress=None,
+                      memory=None):
+    """tree_reduce([func(c) for c in chunks], combine) without holding all results.
+
+    Backends as in ``map_chunks``. Serial and joblib fold results into the tree
+    as they arrive (memory: O(log n) results); dask submits the same tree as
+    tasks, so the reduction runs on the workers and only the final value
+    reaches the client. combine(a, b) must be associative; the fixed tree makes
+    the result independent of the backend and of the order chunks finish in.
+    """
+    chunks = list(chunks)
+    if client is not None:
+        client = _dask_client(client)
+        name = f"{_task_name(func)}-{uuid.uuid4().hex[:8]}"
+        futures = client.map(partial(_run_in_worker, func), chunks, pure=False, retries=2,
+                             key=[f"{name}-{i}" for i in range(len(chunks))])
+        merges = iter(range(len(chunks)))
+
+        def submit(left, right):
+            return client.submit(_combine_in_worker, combine, left, right, pure=False,
+                                 retries=2, key=f"{name}-combine-{next(merges)}")
+
+        result = tree_reduce(futures, submit).result()
+        _note_dask_workers(client, memory)
+        return result
+    if n_jobs not in (None, 1):
+        return tree_reduce(_joblib_results(func, chunks, n_jobs, memory), combine)
+    iterable = progress(chunks) if progress is not None else chunks
+    return tree_reduce((func(chunk) for chunk in iterable), combine)

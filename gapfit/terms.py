@@ -31,6 +31,12 @@ class Term(BaseEstimator):
         Most terms need nothing (identity)."""
         return features
 
+    def adapt_to_moments(self, count, mean, variance):
+        """As ``adapt_to_features``, from the count, mean and variance (ddof=0) per feature
+        of all training selection features (a fit reduces these over chunks). Returns
+        whether the descriptor changed, so the features must be computed again."""
+        return False
+
     def state_arrays(self):
         """Fitted arrays besides the sparse points that a model file must keep."""
         return {}
@@ -194,11 +200,17 @@ class ACSF(Term):
     def adapt_to_features(self, features):
         """Divide every feature by its standard deviation over the training environments
         (features that never vary keep scale 1)."""
-        spread = np.asarray(features, dtype=np.float64).std(axis=0)
+        features = np.asarray(features, dtype=np.float64)
+        self.adapt_to_moments(len(features), features.mean(axis=0), features.var(axis=0))
+        return features * self.feature_scale_
+
+    def adapt_to_moments(self, count, mean, variance):
+        """Standardise from the spread over all training environments; returns True."""
+        spread = np.sqrt(np.maximum(np.asarray(variance, dtype=np.float64), 0.0))
         scale = np.where(spread > 1e-12 * max(spread.max(initial=0.0), 1e-300),
                          1.0 / np.where(spread > 0, spread, 1.0), 1.0)
         self.restore_state({"feature_scale": scale})
-        return features * scale
+        return True
 
     def state_arrays(self):
         return {"feature_scale": self.feature_scale_}

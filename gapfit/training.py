@@ -1,8 +1,11 @@
 """The three map steps of a fit, as plain functions of one chunk so any backend can run them.
 
 1. survey: check a chunk's structures and labels, report species, atom counts, energies;
-2. features: descriptor vectors of every environment, for choosing sparse points;
-3. factors: design rows of the chunk reduced to R factors (see ``gapfit.gp``).
+2. sparse points, in two steps whose results merge pairwise (``gapfit.sparse``):
+   summarize_features (per-channel statistics) and propose_sparse (candidates);
+   ``features`` (every descriptor vector of the chunk) serves in-memory selection;
+3. factors: design rows of the chunk reduced to R factors (see ``gapfit.gp``),
+   merged pairwise by combine_factors.
 A chunk arrives as a payload: either the Atoms themselves or a file slice
 that the worker reads, so a client need not ship the training set.
 """
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import gp
+from . import gp, sparse
 from .assembly import design_rows, neighbor_lists
 from .checks import check_labels, check_structures
 
@@ -93,6 +96,42 @@ def features(terms, chunk):
     return [(np.concatenate(v), np.concatenate(c)) for v, c in collected]
 
 
+def _features_of(terms, indices, chunk):
+    """{term index: (selection features, channels)} of the chunk, for the listed terms only."""
+    chosen = [terms[i] for i in indices]
+    return dict(zip(indices, features(chosen, chunk))) if chosen else {}
+
+
+def summarize_features(terms, indices, chunk):
+    """Per term (None where the index is not listed): {channel: ChannelSummary} of the
+    chunk's selection features, with the Gram matrix for CUR terms (step 2a)."""
+    found = _features_of(terms, list(indices), chunk)
+    return [sparse.summarize(*found[i], with_gram=term.sparse_method == "cur") if i in found
+            else None for i, term in enumerate(terms)]
+
+
+def merge_summary_lists(a, b):
+    """Pairwise merge of two chunks' summarize_features results."""
+    return [None if x is None else sparse.merge_summaries(x, y) for x, y in zip(a, b)]
+
+
+def propose_sparse(terms, plans, seed, chunk):
+    """Per term (None where the plan is None): the chunk's sparse-point candidates (step 2b).
+
+    The generator of term i in this chunk is seeded by (seed, i, chunk.first_index)."""
+    indices = [i for i, plan in enumerate(plans) if plan is not None]
+    found = _features_of(terms, indices, chunk)
+    return [sparse.propose(*found[i], plan, sparse.chunk_rng(seed, i, chunk.first_index),
+                           chunk.first_index) if i in found else None
+            for i, plan in enumerate(plans)]
+
+
+def merge_candidate_lists(plans, a, b):
+    """Pairwise merge of two chunks' propose_sparse results."""
+    return [None if plan is None else sparse.merge_candidates(x, y, plan)
+            for plan, x, y in zip(plans, a, b)]
+
+
 @dataclass
 class TargetSettings:
     """How labels become weighted targets: e0 per atomic number (eV) and sigmas.
@@ -143,6 +182,11 @@ def factors(terms, settings, chunk):
             result["virial"] = gp.weighted_factor(rows_virial, virials,
                                                   np.repeat(sigmas[with_stress, 2], 6))
     return result
+
+
+def combine_factors(a, b):
+    """Pairwise merge of two chunks' factors results (R factor of the stack, per kind)."""
+    return gp.combine_factor_dicts([a, b])
 
 
 def chunks_of_structures(structures, max_atoms):

@@ -95,7 +95,8 @@ class SOAPDescriptor(Descriptor):
     species : (n_species,) int64, sorted atomic numbers; the feature blocks follow
         dscribe's order (species pairs s1 <= s2, then l, then n <= n' or all n, n').
     cutoff : float, neighbour-list radius in Å: r_cut plus dscribe's padding
-        sigma sqrt(-2 ln 1e-3), within which every atom contributes.
+        sigma sqrt(-2 ln 1e-3), within which every atom contributes; with the ``poly``
+        weighting at most r0, beyond which the weight (and so every contribution) is zero.
     n_features : int.
 
     Features are squared expansion coefficients of a sum of unnormalised Gaussians on an
@@ -124,6 +125,9 @@ class SOAPDescriptor(Descriptor):
         if self.r_cut <= 1.0:
             raise ValueError(f"SOAP: the GTO basis needs r_cut > 1 Å, got {self.r_cut}")
         self.cutoff = self.r_cut + basis.cutoff_padding(self.sigma)
+        if self.weighting.get("function") == "poly":
+            # the polynomial weight is exactly zero beyond r0: farther atoms add nothing
+            self.cutoff = min(self.cutoff, self.weighting["r0"])
         self._set_up_basis()
 
     def _set_up_basis(self):

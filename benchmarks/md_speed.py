@@ -1,0 +1,193 @@
+"""MD speed: µs per atom per energy+forces+stress call, gapfit against QUIP in the same run.
+
+    python benchmarks/md_speed.py                       # fit both models, time 128 and 1,024 atoms,
+                                                        # gapfit scaling up to ~10,000 atoms
+    python benchmarks/md_speed.py --workdir /tmp/mdspeed   # keep (and reuse) both fitted models
+    python benchmarks/md_speed.py --no-quip --scaling 4 8   # gapfit only, quick look
+
+Recipe (``../shared/ANCHORS.md``): 2-body (cutoff 5 Å, 20 sparse points) + SOAP (n_max 8,
+l_max 6, r_cut 5 Å, sigma 0.5 Å, zeta 4, 1,000 CUR sparse points), fitted by gapfit and by
+``gap_fit`` on the same strided subset of mlearn Mo_train (timing does not depend on the fit's
+quality, only on the recipe). Structures: rattled bcc Mo supercells (a = 3.16 Å).
+
+Every timed call follows a random displacement of every atom (``--displacement`` Å rms per
+component), as in MD: gapfit may reuse its neighbour list (skin 0.5 Å), QUIP has no such
+cache. Wall time is what an MD user waits; CPU time (this process, all threads) is the cost per
+core. gapfit runs with numba's and BLAS's default threads; quippy is single-threaded. The cost of
+``uncertainty=True`` (posterior stds of energy, local energies and forces) is reported relative
+to a plain call at the smallest size.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quip_reference as quip  # noqa: E402
+
+MLEARN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlearn"
+LATTICE_CONSTANT = 3.16
+
+
+def bcc_supercell(repeat, seed=0):
+    """Rattled cubic bcc Mo with 2 repeat³ atoms."""
+    atoms = bulk("Mo", "bcc", a=LATTICE_CONSTANT, cubic=True).repeat(repeat)
+    atoms.rattle(stdev=0.02, seed=seed)
+    return atoms
+
+
+def fit_gapfit(train, n_sparse, path):
+    import gapfit
+    if path.is_file():
+        print(f"gapfit model: reusing {path}")
+        return gapfit.load(path)
+    model = gapfit.GAP(terms=[gapfit.TwoBody(cutoff=5.0, n_sparse=20),
+                              gapfit.SOAP(r_cut=5.0, n_max=8, l_max=6, sigma=0.5, zeta=4,
+                                          n_sparse=n_sparse)],
+                       random_state=0)
+    start = time.perf_counter()
+    model.fit(train)
+    print(f"gapfit model: fitted in {time.perf_counter() - start:.0f} s, saved to {path}")
+    model.save(path)
+    return model
+
+
+def fit_quip(train, n_sparse, workdir):
+    gp_file = workdir / "gap.xml"
+    if gp_file.is_file():
+        print(f"QUIP model: reusing {gp_file}")
+        return gp_file
+    fit = quip.run_gap_fit(train, workdir, n_sparse_soap=n_sparse)
+    print(f"QUIP model: gap_fit took {fit['wall_s']:.0f} s, model {fit['gp_file']}")
+    return Path(fit["gp_file"])
+
+
+def time_calls(atoms, calculate, n_calls, displacement, seed=0):
+    """(wall, cpu) µs per atom per call of ``calculate(atoms)``, after one warm-up call;
+    the atoms move by a random displacement before every call."""
+    rng = np.random.default_rng(seed)
+    calculate(atoms)
+    wall = cpu = 0.0
+    for _ in range(n_calls):
+        atoms.positions = atoms.positions + rng.normal(scale=displacement, size=(len(atoms), 3))
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        calculate(atoms)
+        wall += time.perf_counter() - wall_start
+        cpu += time.process_time() - cpu_start
+    per_call = 1e6 / n_calls / len(atoms)
+    return wall * per_call, cpu * per_call
+
+
+def gapfit_timer(model, skin=0.5, uncertainty=False):
+    """A function that runs one energy+forces+stress call of a GAPCalculator."""
+    import gapfit
+    calculator = gapfit.GAPCalculator(model, uncertainty=uncertainty, skin=skin)
+
+    def calculate(atoms):
+        atoms.calc = calculator
+        atoms.get_potential_energy()
+        atoms.get_forces()
+        atoms.get_stress()
+    return calculate
+
+
+def quip_timer(gp_file):
+    """A function that runs one quippy energy+forces+stress calculation (one Fortran call)."""
+    from quippy.potential import Potential
+    potential = Potential(param_filename=str(gp_file))
+
+    def calculate(atoms):
+        copy = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        potential.calculate(copy, properties=["energy", "forces", "stress"])
+    return calculate
+
+
+def agreement(model, gp_file, atoms):
+    """Force RMS difference (meV/Å) between the gapfit and QUIP models: both fit the same data,
+    so this only shows that the two potentials are comparable, not equal."""
+    import gapfit
+    _, quip_forces, _ = quip.quip_predict(gp_file, [atoms])
+    ours = model.predict_structure(atoms).forces
+    return 1e3 * np.sqrt(np.mean((ours - quip_forces[0]) ** 2))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=MLEARN)
+    parser.add_argument("--stride", type=int, default=6,
+                        help="fit on Mo_train[::stride] (default 6: 33 configurations)")
+    parser.add_argument("--n-sparse", type=int, default=1000, help="SOAP sparse points")
+    parser.add_argument("--repeats", type=int, nargs="+", default=[4, 8],
+                        help="bcc supercells repeat³ × 2 atoms compared with QUIP (128, 1,024)")
+    parser.add_argument("--scaling", type=int, nargs="+", default=[4, 8, 12, 17],
+                        help="gapfit-only scaling row (default up to 9,826 atoms)")
+    parser.add_argument("--calls", type=int, default=5, help="timed calls per size")
+    parser.add_argument("--displacement", type=float, default=0.002,
+                        help="Å, random move before each call")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the fitted models here and reuse them on the next run")
+    parser.add_argument("--no-quip", action="store_true", help="gapfit rows only")
+    args = parser.parse_args(argv)
+
+    train_path = args.data_dir / "Mo_train.json"
+    if not train_path.is_file():
+        print(f"skipped: {train_path} not found (the mlearn data live in ../shared/data/mlearn)")
+        return 0
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="md_speed_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    train = quip.load_mlearn(train_path)[::args.stride]
+    print(f"training subset Mo_train[::{args.stride}]: {len(train)} configurations, "
+          f"{sum(map(len, train))} atoms; workdir {workdir}")
+    model = fit_gapfit(train, args.n_sparse, workdir / "gapfit_mo.gap")
+    use_quip = not args.no_quip and quip.have_quip()
+    if not args.no_quip and not use_quip:
+        print("QUIP rows skipped: quippy-ase (quippy.potential and gap_fit) is not installed; "
+              "pip install quippy-ase to compare")
+    gp_file = fit_quip(train, args.n_sparse, workdir / "quip") if use_quip else None
+
+    print(f"\nenergy+forces+stress per call, µs per atom ({args.calls} calls, "
+          f"{args.displacement} Å moves between calls)")
+    header = f"{'atoms':>7}{'gapfit wall':>13}{'gapfit cpu':>12}"
+    if use_quip:
+        header += f"{'QUIP wall':>11}{'QUIP cpu':>10}{'ratio wall':>12}{'ratio cpu':>11}"
+    print(header)
+    for repeat in args.repeats:
+        atoms = bcc_supercell(repeat)
+        ours = time_calls(atoms.copy(), gapfit_timer(model), args.calls, args.displacement)
+        row = f"{len(atoms):>7}{ours[0]:>13.1f}{ours[1]:>12.1f}"
+        if use_quip:
+            calls = max(1, min(args.calls, 3))
+            theirs = time_calls(atoms.copy(), quip_timer(gp_file), calls, args.displacement)
+            row += (f"{theirs[0]:>11.0f}{theirs[1]:>10.0f}"
+                    f"{ours[0] / theirs[0]:>12.4f}{ours[1] / theirs[1]:>11.4f}")
+        print(row, flush=True)
+    if use_quip:
+        atoms = bcc_supercell(args.repeats[0])
+        print(f"(force RMS difference gapfit vs QUIP model on {len(atoms)} atoms: "
+              f"{agreement(model, gp_file, atoms):.0f} meV/Å; different fits of the same recipe)")
+
+    print("\ngapfit scaling, µs per atom per call")
+    print(f"{'atoms':>7}{'wall':>9}{'cpu':>9}{'wall, fresh search':>20}")
+    for repeat in args.scaling:
+        atoms = bcc_supercell(repeat)
+        calls = args.calls if len(atoms) <= 2000 else max(2, args.calls // 2)
+        reused = time_calls(atoms.copy(), gapfit_timer(model), calls, args.displacement)
+        fresh = time_calls(atoms.copy(), gapfit_timer(model, skin=0.0), calls, args.displacement)
+        print(f"{len(atoms):>7}{reused[0]:>9.1f}{reused[1]:>9.1f}{fresh[0]:>20.1f}", flush=True)
+
+    atoms = bcc_supercell(args.repeats[0])
+    plain = time_calls(atoms.copy(), gapfit_timer(model), args.calls, args.displacement)
+    with_std = time_calls(atoms.copy(), gapfit_timer(model, uncertainty=True),
+                          max(1, args.calls // 2), args.displacement)
+    print(f"\nuncertainty=True on {len(atoms)} atoms: {with_std[0]:.0f} µs/atom wall "
+          f"({with_std[0] / plain[0]:.1f}× a plain call)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
