@@ -69,3 +69,16 @@ def test_md_analysis(tmp_path):
     assert 0 < number_after(out, "MSD at the longest lag (0.03 ps):") < 0.1
     for name in ("rdf.png", "msd.png", "md.png"):
         assert (folder / name).stat().st_size > 10_000, name
+
+
+def test_active_learning(tmp_path):
+    out = run_example("active_learning.py", "--start", "3", "--rounds", "2", "--batch", "3",
+                      "--n-sparse", "30", cwd=tmp_path)
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    sizes = [int(row[0]) for row in rows]
+    assert sizes == [3, 6, 9]
+    active = [float(row[1]) for row in rows]
+    random = [float(row[2]) for row in rows]
+    assert active[0] == random[0]  # the same start
+    # labelling more configurations makes the model better on the test set
+    assert active[-1] < active[0] and random[-1] < random[0]
