@@ -114,8 +114,8 @@ def run_element(element, md_time_ps, md_temperature_K, plots, n_sparse=None):
     print(f"MD {md.n_atoms} atoms, {md.time_ps:.2f} ps at {md_temperature_K:g} K (mean "
           f"{md.temperature_K:.0f} K): {'stable' if md.stable else 'UNSTABLE: ' + md.reason}; "
           f"closest approach {md.min_distance:.2f} Å (limit {md.min_distance_threshold:.2f}), "
-          f"largest energy rise {1e3 * md.max_energy_rise:.1f} meV/atom "
-          f"(limit {1e3 * md.energy_rise_threshold:.0f})")
+          f"largest potential-energy change {1e3 * md.max_energy_change:.1f} meV/atom "
+          f"(limit {1e3 * md.energy_change_threshold:.0f})")
     if plots:
         write_plots(element, data, calculator, eos, phonons, Path(plots))
     return {"reference": reference_values, "same_cells": same_values, "computed": computed,

@@ -2,8 +2,10 @@
 
 ``select`` ranks a pool of unlabelled configurations; ``OnTheFly`` runs Langevin MD with a
 fitted GAP, asks an oracle (any ASE calculator) whenever the predicted force uncertainty
-crosses a threshold, adds the answer with ``GAP.update`` (no refit) and carries on. Its
-state lives in a directory and survives interruption.
+crosses a threshold, adds the answer with ``GAP.update`` (no refit) and carries on; only when
+the new label cannot lower the uncertainty (the sparse set does not span the configuration)
+does it refit with sparse points chosen afresh. Its state lives in a directory and survives
+interruption.
 """
 import datetime
 import json
@@ -124,6 +126,24 @@ def select(model, pool, n, strategy="uncertainty", random_state=None, score="for
 
 
 # ----------------------------------------------------------------------------- on the fly
+def _refit(model, structures):
+    """A fresh fit of ``model``'s settings to ``structures`` (sparse points chosen afresh),
+    keeping hyperparameters the model has optimised: term deltas and sigma scales."""
+    from sklearn.base import clone
+    from .hyperparameters import _apply
+    refitted = clone(model)
+    refitted.set_params(terms=[clone(term) for term in model.terms_],
+                        optimize_hyperparameters=False)
+    refitted.fit(structures)
+    scales = getattr(model, "sigma_scales_", None)
+    if scales:
+        from .hyperparameters import MarginalLikelihood, structures_noise
+        evidence = MarginalLikelihood(refitted, structures_noise(refitted, structures))
+        _apply(refitted, evidence, np.log([scales.get(kind, 1.0) for kind in evidence.kinds]
+                                          + [1.0] * len(refitted.terms_)))
+    return refitted
+
+
 def _write_atomically(path, write):
     """Call write(temporary path), flush it to disk, then rename it onto ``path``."""
     path = Path(path)
@@ -169,18 +189,25 @@ class OnTheFly:
     max_oracle_calls : stop calling the oracle after this many calls (None: no limit).
     random_state : int; the MD noise is re-seeded from it and the step at every
         checkpoint, so a resumed run follows the same trajectory as an uninterrupted one.
+    training : the labelled structures ``model`` was fitted to, or None. With them, a
+        label that leaves its configuration's uncertainty above the threshold after
+        ``update`` (the part k** - a K_MM⁻¹ aᵀ that no label lowers dominates: the sparse
+        set does not span the new environments) triggers a refit on training + labelled
+        data, with sparse points chosen afresh (up to each term's ``n_sparse``). Without
+        them the model only ever grows by ``update``.
 
     Files in ``directory``: ``model.gap`` (the model, ``gapfit.load``), ``factors.npz``
     (its data R factors, which ``update`` needs), ``labelled.xyz`` (every oracle-labelled
     configuration, extended XYZ), ``md.xyz`` (the last checkpoint, with momenta) and
-    ``oracle_calls.jsonl`` (one JSON object per oracle call). Every file is replaced
-    atomically and the labelled configurations are written first, so an interruption
-    at any point loses no labelled data.
+    ``oracle_calls.jsonl`` (one JSON object per oracle call; ``"refit"`` says how the
+    label entered the model), and ``training.xyz`` (the ``training`` structures). Every
+    file is replaced atomically and the labelled configurations are written first, so an
+    interruption at any point loses no labelled data.
     """
 
     def __init__(self, model, oracle, directory, threshold=0.1, check_every=10, timestep_fs=2.0,
                  temperature_K=300.0, friction_per_fs=0.01, score="forces", max_oracle_calls=None,
-                 random_state=0):
+                 random_state=0, training=None):
         if score not in SCORES:
             raise ValueError(f"unknown uncertainty score {score!r}; choose one of {SCORES}")
         if not isinstance(random_state, (int, np.integer)):
@@ -196,6 +223,7 @@ class OnTheFly:
         self.score = score
         self.max_oracle_calls = max_oracle_calls
         self.random_state = int(random_state)
+        self.training = None if training is None else list(training)
         self.labelled = []
         self.step = 0
 
@@ -206,12 +234,13 @@ class OnTheFly:
     def has_state(self):
         return self._path("factors.npz").exists() and self._path("model.gap").exists()
 
-    def _save_model(self):
+    def _save_model(self, n_included=None):
+        """Model file and data R factors, recording how many labelled configurations they hold."""
         _write_atomically(self._path("model.gap"), self.model.save)
         arrays = {f"factor_{kind}": factor for kind, factor in self.model.data_factors_.items()}
         scales = getattr(self.model, "sigma_scales_", {})
         arrays.update({f"scale_{kind}": np.array(value) for kind, value in scales.items()})
-        arrays["n_labelled"] = np.array(len(self.labelled))
+        arrays["n_labelled"] = np.array(len(self.labelled) if n_included is None else n_included)
 
         def write(path):
             with open(path, "wb") as stream:
@@ -258,20 +287,20 @@ class OnTheFly:
             model.sigma_scales_ = scales
         stored = self._path("labelled.xyz")
         self.labelled = read(stored) if stored.exists() and stored.stat().st_size else []
-        if included < len(self.labelled):  # labelled but interrupted before the model was saved
-            model.update(self.labelled[included:])
-        else:
-            prior = gp.prior_factor(model._sparse_covariance(), model.sparse_jitter)
-            model.alpha_, model.factor_ = gp.solve(list(model.data_factors_.values()), prior)
+        stored = self._path("training.xyz")
+        self.training = read(stored) if stored.exists() else None
+        prior = gp.prior_factor(model._sparse_covariance(), model.sparse_jitter)
+        model.alpha_, model.factor_ = gp.solve(list(model.data_factors_.values()), prior)
         self.model = model
+        # labelled but interrupted before the model was saved: add them as run() would have
+        for count in range(included + 1, len(self.labelled) + 1):
+            self._incorporate(count)
         frame = ase.io.read(self._path("md.xyz"))
         if self.labelled and self.labelled[-1].info["otf_step"] >= frame.info["otf_step"]:
             frame = self.labelled[-1].copy()
         frame.calc = None
         self.step = int(frame.info["otf_step"])
         self._recover_log()
-        if included < len(self.labelled):
-            self._save_model()
         return frame
 
     def _recover_log(self):
@@ -293,6 +322,10 @@ class OnTheFly:
         atoms.calc = None
         thermalize_momenta(atoms, self.temperature_K, exact_temperature=True, rng=self._md_rng())
         self.labelled, self.step = [], 0
+        if self.training is not None:
+            from .io import write
+            _write_atomically(self._path("training.xyz"),
+                              lambda path: write(path, self.training))
         self._save_labelled()
         self._save_model()
         self._save_checkpoint(atoms)
@@ -354,6 +387,22 @@ class OnTheFly:
             "force_mae_before": float(np.mean(np.abs(prediction.forces - forces))),
             "force_max_error_before": float(np.max(np.abs(prediction.forces - forces))),
             "wall_time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "refit": self._incorporate(len(self.labelled)),
         })
-        self.model.update([labelled])
-        self._save_model()
+
+    def _incorporate(self, count):
+        """Put the first ``count`` labelled configurations into the model, the last one new:
+        ``update``, then refit (new sparse points) if that label left its own uncertainty
+        above the threshold and the training structures are known. Saves the model;
+        returns True if it refitted."""
+        newest = self.labelled[count - 1]
+        self.model.update([newest])
+        refit = False
+        if self.training is not None:
+            result = target_variances(Posterior(self.model),
+                                      structure_targets(self.model.terms_, newest))
+            if uncertainty_score(result, len(newest), self.score) > self.threshold:
+                self.model = _refit(self.model, self.training + self.labelled[:count])
+                refit = True
+        self._save_model(n_included=count)
+        return refit

@@ -400,31 +400,16 @@ def command_md(args):
 
 
 # ----------------------------------------------------------------------------- select
-def _active_module():
-    """``gapfit.active``, imported only when needed; ValueError with a clear message if it is absent."""
-    import importlib
-    try:
-        return importlib.import_module("gapfit.active")
-    except ModuleNotFoundError as error:
-        if error.name != "gapfit.active":
-            raise
-        raise ValueError("gapfit select needs gapfit.active (active learning), which this "
-                         "installation of gapfit does not have") from None
-
-
 def command_select(args):
-    from . import io, load
-    active = _active_module()
+    from . import active, io, load
     model = load(args.model)
     pool = io.read(args.pool)
     if not 0 < args.n <= len(pool):
         raise ValueError(f"-n must be between 1 and the pool size ({len(pool)}), not {args.n}")
-    chosen = list(active.select(model, pool, args.n, strategy=args.strategy, score=args.score,
-                                random_state=args.seed))
-    if chosen and not hasattr(chosen[0], "positions"):
-        indices = [int(i) for i in chosen]
-        chosen = [pool[i] for i in indices]
-        print("selected configurations (index in the pool): " + " ".join(map(str, indices)))
+    indices = [int(i) for i in active.select(model, pool, args.n, strategy=args.strategy,
+                                             score=args.score, random_state=args.seed)]
+    chosen = [pool[i] for i in indices]
+    print("selected configurations (index in the pool): " + " ".join(map(str, indices)))
     io.write(args.output, chosen)
     log.info("%d configurations written to %s", len(chosen), args.output)
     return 0

@@ -380,8 +380,9 @@ class MDStability:
 
     time_ps : simulated time (ps; shorter than asked when the run stopped early).
     min_distance, min_distance_threshold : closest pair met (Å) and the limit.
-    max_energy_rise, energy_rise_threshold : largest potential-energy rise above the start,
-        eV/atom, and the limit. reason : "" when stable, else what went wrong.
+    max_energy_change, energy_change_threshold : largest departure of the potential energy
+        from its starting value, either way, eV/atom, and the limit (a rise is a blow-up, a
+        drop a collapse into a spurious well). reason : "" when stable, else what went wrong.
     """
 
     stable: bool
@@ -391,18 +392,18 @@ class MDStability:
     n_atoms: int
     min_distance: float
     min_distance_threshold: float
-    max_energy_rise: float
-    energy_rise_threshold: float
+    max_energy_change: float
+    energy_change_threshold: float
 
 
 def md_stability(calculator, atoms, temperature_K=300.0, time_ps=2.0, timestep_fs=2.0,
-                 min_width=10.0, min_distance=None, max_energy_rise=None, interval=10,
+                 min_width=10.0, min_distance=None, max_energy_change=None, interval=10,
                  friction_per_fs=0.01, random_state=None):
     """Langevin NVT MD of ``atoms`` (repeated to ``min_width`` Å) checked every ``interval`` steps.
 
     min_distance : Å; default 0.6 × the shortest distance of the starting structure.
-    max_energy_rise : eV/atom above the starting potential energy; default
-        max(10 k_B T, 0.1 eV) (a harmonic solid rises by 1.5 k_B T).
+    max_energy_change : eV/atom, largest allowed |E_pot − E_pot(start)| per atom; default
+        max(10 k_B T, 0.1 eV) (a harmonic solid started at its minimum rises by 1.5 k_B T).
     The run stops at the first violation or non-finite energy. Returns MDStability.
     """
     from .md import initialise_velocities, make_dynamics
@@ -410,15 +411,15 @@ def md_stability(calculator, atoms, temperature_K=300.0, time_ps=2.0, timestep_f
     system.calc = calculator
     shortest = _shortest_distance(system)
     threshold = 0.6 * shortest if min_distance is None else float(min_distance)
-    rise_limit = (max(10 * units.kB * temperature_K, 0.1) if max_energy_rise is None
-                  else float(max_energy_rise))
+    change_limit = (max(10 * units.kB * temperature_K, 0.1) if max_energy_change is None
+                    else float(max_energy_change))
     rng = np.random.default_rng(random_state)
     initialise_velocities(system, temperature_K, rng)
     dynamics = make_dynamics(system, "nvt", timestep_fs=timestep_fs, temperature_K=temperature_K,
                              friction_per_fs=friction_per_fs, rng=rng)
     n_atoms = len(system)
     start = system.get_potential_energy() / n_atoms
-    closest, rise, reason, temperatures = shortest, 0.0, "", []
+    closest, change, reason, temperatures = shortest, 0.0, "", []
     n_checks = max(1, int(round(time_ps * 1000 / timestep_fs / interval)))
     for _ in range(n_checks):
         dynamics.run(interval)
@@ -428,17 +429,17 @@ def md_stability(calculator, atoms, temperature_K=300.0, time_ps=2.0, timestep_f
         if not np.isfinite(energy) or not np.all(np.isfinite(system.positions)):
             reason = "energy or positions became non-finite"
         else:
-            rise = max(rise, energy - start)
+            change = max(change, abs(energy - start))
             if closest < threshold:
                 reason = f"two atoms came within {closest:.2f} Å (limit {threshold:.2f} Å)"
-            elif energy - start > rise_limit:
-                reason = (f"potential energy rose by {energy - start:.3f} eV/atom "
-                          f"(limit {rise_limit:.3f} eV/atom)")
+            elif abs(energy - start) > change_limit:
+                reason = (f"potential energy {'rose' if energy > start else 'fell'} by "
+                          f"{abs(energy - start):.3f} eV/atom (limit {change_limit:.3f} eV/atom)")
         if reason:
             break
     time_done = dynamics.nsteps * timestep_fs / 1000.0
     return MDStability(not reason, reason, time_done, float(np.mean(temperatures)), n_atoms,
-                       float(closest), float(threshold), float(rise), float(rise_limit))
+                       float(closest), float(threshold), float(change), float(change_limit))
 
 
 def _shortest_distance(atoms, cutoff=None):
@@ -510,7 +511,7 @@ class PropertyReport:
             rows["highest phonon frequency"] = (float(self.phonons.band_frequencies.max()), "THz")
         if self.md is not None:
             rows["MD closest approach"] = (self.md.min_distance, "Å")
-            rows["MD energy rise"] = (self.md.max_energy_rise, "eV/atom")
+            rows["MD energy change"] = (self.md.max_energy_change, "eV/atom")
         return rows
 
 

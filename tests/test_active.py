@@ -224,10 +224,10 @@ def test_resume_after_interruption_between_labelling_and_saving(otf_start, refer
     model, start = otf_start
     original = OnTheFly._save_model
 
-    def crash_on_second_call(self):
+    def crash_on_second_call(self, **kwargs):
         if len(self.labelled) == 2:
             raise KeyboardInterrupt("simulated interruption while saving the model")
-        original(self)
+        original(self, **kwargs)
 
     monkeypatch.setattr(OnTheFly, "_save_model", crash_on_second_call)
     with pytest.raises(KeyboardInterrupt):
@@ -244,3 +244,43 @@ def test_resume_after_a_stop_in_the_middle(otf_start, reference_run, tmp_path):
     otf(None, EMT(), tmp_path).run(None, STEPS // 2)
     resumed = otf(None, EMT(), tmp_path).run(None, STEPS)
     assert_same_run(resumed, reference_run)
+
+
+# ------------------------------------------------------------------ growing the sparse set
+
+@pytest.fixture(scope="module")
+def narrow_start():
+    """A SOAP model whose sparse points all come from one nearly perfect cell: environments
+    of 1000 K MD lie outside their span, so labels alone cannot lower their uncertainty."""
+    train = make_cu_structures(1, seed=5, repeat=(2, 2, 1), rattle=0.02, strain=0.0)
+    terms = [gapfit.SOAP(r_cut=3.6, n_max=4, l_max=3, sigma=0.5, n_sparse=40, zeta=2, delta=0.5)]
+    return pair_model(terms=terms, force_sigma=0.02).fit(train), train
+
+
+def growing(model, oracle, directory, training):
+    return OnTheFly(model, oracle, directory, threshold=0.03, check_every=10,
+                    temperature_K=1000.0, random_state=2, training=training)
+
+
+def test_on_the_fly_refits_when_labels_cannot_lower_the_uncertainty(narrow_start, tmp_path):
+    model, train = narrow_start
+    start = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1))
+    plain = growing(copy.deepcopy(model), EMT(), tmp_path / "plain", None).run(start, 60)
+    run = growing(copy.deepcopy(model), EMT(), tmp_path / "grow", train).run(start, 60)
+    calls = [json.loads(line) for line in (run.directory / "oracle_calls.jsonl").open()]
+    assert any(c["refit"] for c in calls)
+    # the refit chose sparse points from the labelled data too (16 before, up to 40 now)
+    assert run.model.terms_[0].n_sparse_points > model.terms_[0].n_sparse_points
+    # without the training structures the model only grows by update and keeps its sparse set
+    assert plain.model.terms_[0].n_sparse_points == model.terms_[0].n_sparse_points
+    # with them, it ends more certain about what it was taught than the update-only run
+    last = run.labelled[-1:] + plain.labelled[-1:]
+    assert all(a.forces_std.max() < b.forces_std.max() for a, b in
+               zip(run.model.predict_variances(last), plain.model.predict_variances(last)))
+    # an interrupted run with refits resumes to the same state
+    with pytest.raises(KeyboardInterrupt):
+        growing(copy.deepcopy(model), CountingOracle(fail_on_call=len(run.labelled)), tmp_path / "cut",
+                train).run(start, 60)
+    resumed = growing(None, EMT(), tmp_path / "cut", None).run(None, 60)
+    assert len(resumed.labelled) == len(run.labelled)
+    assert same(resumed.model.alpha_, run.model.alpha_)

@@ -296,17 +296,7 @@ def test_radial_distribution_matches_ase_and_msd_of_a_rigid_shift_is_zero():
 
 
 # ----------------------------------------------------------------------------- select
-def test_select_without_gapfit_active_says_so(tiny_model, workdir):
-    code = ("import sys; sys.modules['gapfit.active'] = None; from gapfit.cli import main; "
-            f"sys.exit(main(['select', {str(tiny_model[0])!r}, {str(DATA / 'cu_test.xyz')!r}, '-n', '2']))")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True,
-                             text=True, timeout=300)
-    assert_one_line_error(process, "gapfit.active")
-
-
 def test_select_writes_the_chosen_pool_configurations(tiny_model, workdir):
-    pytest.importorskip("gapfit.active")
     process = gapfit_command("select", tiny_model[0], DATA / "cu_test.xyz", "-n", "3", "-o", "pick.xyz",
                              cwd=workdir)
     indices = [int(i) for i in process.stdout.split(":")[-1].split()]

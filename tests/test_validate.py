@@ -167,8 +167,14 @@ def test_md_stability_passes_emt_and_flags_violations(emt_eos):
     assert 0.6 * 2.5 < stable.min_distance_threshold < stable.min_distance < 2.6
     crowded = validate.md_stability(EMT(), cell, time_ps=0.1, min_width=7.0, min_distance=3.0)
     assert not crowded.stable and "came within" in crowded.reason and crowded.time_ps < 0.1
-    hot = validate.md_stability(EMT(), cell, time_ps=0.1, min_width=7.0, max_energy_rise=1e-4)
+    hot = validate.md_stability(EMT(), cell, time_ps=0.1, min_width=7.0, max_energy_change=1e-4)
     assert not hot.stable and "potential energy rose" in hot.reason
+    assert hot.max_energy_change > hot.energy_change_threshold
+    strained_start = cell.repeat((2, 2, 2))
+    strained_start.positions += np.random.default_rng(0).normal(0, 0.15, strained_start.positions.shape)
+    falling = validate.md_stability(EMT(), strained_start, temperature_K=10, time_ps=0.1, min_width=None,
+                                    max_energy_change=0.01)
+    assert not falling.stable and "potential energy fell" in falling.reason
 
 
 def test_plots_are_written(emt_eos, emt_phonons, tmp_path):
@@ -259,16 +265,17 @@ def cu_model():
 
 
 def test_a_model_fitted_on_emt_data_lands_near_emt(cu_model, emt_eos, emt_lattice_constant):
-    """Tolerances: lattice constant 0.5 %, bulk modulus and C11, C12, C44 15 %."""
+    """Tolerances: lattice constant 0.2 %, bulk modulus and C11, C12, C44 5 % (this fit lands
+    within 0.01 % and 1 %; the issue asks for 0.5 % and 10–15 %)."""
     import gapfit
     calculator = gapfit.GAPCalculator(cu_model)
     eos = validate.energy_volume(calculator, cubic_cu(3.59))
-    assert eos.lattice_constant == pytest.approx(emt_lattice_constant, rel=0.005)
-    assert eos.bulk_modulus == pytest.approx(emt_eos.bulk_modulus, rel=0.15)
+    assert eos.lattice_constant == pytest.approx(emt_lattice_constant, rel=0.002)
+    assert eos.bulk_modulus == pytest.approx(emt_eos.bulk_modulus, rel=0.05)
     stiffness = validate.elastic_constants(calculator, eos.equilibrium_structure(), relax_ions=False)
     expected = energy_stiffness(emt_lattice_constant)
     for name, value in stiffness.cubic.items():
-        assert value == pytest.approx(expected[name], rel=0.15), name
+        assert value == pytest.approx(expected[name], rel=0.05), name
 
 
 def test_eval_properties_on_the_command_line(cu_model, tmp_path, capsys):
@@ -288,3 +295,26 @@ def test_eval_properties_on_the_command_line(cu_model, tmp_path, capsys):
     assert (tmp_path / "plots" / "eos.png").exists() and (tmp_path / "plots" / "phonons.png").exists()
     assert main(["eval", str(tmp_path / "cu.gap")]) == 1
     assert "nothing to evaluate" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- real DFT data
+def test_mlearn_mo_references_are_cubic_and_agree_with_the_two_atom_cell(mlearn_dir):
+    """The 54-atom strain series gives a cubic stiffness and a zero-stress lattice constant that
+    the data's separate, ideal 2-atom Mo cell confirms through its own DFT stress."""
+    import gapfit
+    from gapfit.io import labels
+    data = gapfit.io.read_mlearn(mlearn_dir / "Mo_train.json") + gapfit.io.read_mlearn(
+        mlearn_dir / "Mo_test.json")
+    derived = validate.properties_from_data(data, atoms_per_cell=2)
+    matrix = derived.elastic.matrix
+    assert np.ptp(np.diag(matrix)[:3]) < 0.02 * matrix[0, 0]
+    assert np.ptp(np.diag(matrix)[3:]) < 0.02 * matrix[3, 3]
+    assert np.abs(matrix[:3, 3:]).max() < 0.01 * matrix[0, 0]
+    assert derived.vacancy_formation is not None and derived.notes["vacancy_cell_atoms"] == 53
+    two_atom = [atoms for atoms in data if atoms.info["config_type"] == "Elastic" and len(atoms) == 2]
+    assert len(two_atom) == 1
+    _, forces, stress = labels(two_atom[0])
+    assert np.abs(forces).max() < 1e-6
+    mean_stress = stress[:3].mean() / units.GPa
+    a_two_atom = two_atom[0].cell.lengths()[0] * (1 - mean_stress / (3 * derived.bulk_modulus))
+    assert derived.lattice_constant == pytest.approx(a_two_atom, rel=1e-3)
