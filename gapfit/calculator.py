@@ -35,8 +35,8 @@ class GAPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        check_is_fitted(self.model, "alpha_")
         if self._predictor is None or not self._predictor.is_current(self.model):
+            check_is_fitted(self.model, "alpha_")
             self._predictor = StructurePredictor.from_model(self.model, skin=self.skin)
             system_changes = all_changes
         if _STRUCTURAL_CHANGES.intersection(system_changes):

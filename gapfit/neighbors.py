@@ -116,7 +116,8 @@ class SkinNeighborList:
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.n_searches = 0
-        self._reference = None
+        self._reference = None  # positions, cell, pbc, numbers at the last search
+        self._pairs = None  # centres, neighbours, integer cell shifts within cutoff + skin
 
     def _is_valid_for(self, atoms, positions, cell):
         if self._reference is None:

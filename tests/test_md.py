@@ -83,9 +83,32 @@ def test_reused_neighbor_list_gives_the_forces_of_a_fresh_calculation(cu_model):
     assert calculator._predictor.neighbor_list.n_searches == 3
 
 
+def test_dedicated_kernel_contractions_equal_the_generic_kernel_path(cu_model):
+    """The numba dot-product and pair-distance contractions against kernels.values_and_factors."""
+    from gapfit.prediction import TermPredictor
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=4)
+    nl = build_neighbor_list(atoms, max(t.neighbor_cutoff for t in cu_model.terms_))
+    offset = 0
+    for term in cu_model.terms_:
+        alpha = cu_model.alpha_[offset: offset + term.n_sparse_points]
+        offset += term.n_sparse_points
+        predictor = TermPredictor(term, alpha)
+        assert predictor._contract != predictor._generic  # a dedicated path exists for both
+        environments = term.descriptor_.compute(atoms, nl)
+        fast = predictor.energies_and_gradients(environments)
+        predictor._contract = predictor._generic
+        slow = predictor.energies_and_gradients(environments)
+        # the sums cancel (coefficients of alternating sign, |α| up to ~1e4 here), so
+        # round-off is relative to Σ|α δ²| rather than to the result
+        scale = np.abs(alpha).sum() * term.delta ** 2
+        for ours, reference in zip(fast, slow):
+            np.testing.assert_allclose(ours, reference, rtol=1e-11, atol=1e-14 * scale)
+
+
 def nve_drift(model, repeat, steps, temperature_K=300.0, seed=0):
-    """Drift of the total energy (meV/atom/ps, slope of a straight-line fit) in NVE with a
-    1 fs step, and the largest displacement of an atom (Å)."""
+    """NVE with a 1 fs step: drift of the total energy (meV/atom/ps, slope of a straight-line
+    fit), its fluctuation (meV/atom) and the largest displacement of an atom (Å)."""
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
     atoms.calc = gapfit.GAPCalculator(model)
     initialise_velocities(atoms, temperature_K, np.random.default_rng(seed))

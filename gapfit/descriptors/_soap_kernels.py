@@ -557,21 +557,10 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
                 continue
             mask = _species_mask(workspace, pair_species, start, count, s)
             _fold_adjoint(adjoint, s, basis, l_max, n_max, folded, folded_slope)
-            # small products as plain loops over the neighbours (they vectorise; a BLAS
-            # call per (l, species) costs more than the arithmetic here)
             for l in range(l_max + 1):
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    value_row = values[lm]
-                    slope_row = slopes[lm]
-                    value_row[:count] = 0.0
-                    slope_row[:count] = 0.0
-                    for k in range(n_max):
-                        factor = folded[lm, k]
-                        slope_factor = folded_slope[lm, k]
-                        radial_row = radial_terms[l, k]
-                        for q in range(count):
-                            value_row[q] += factor * radial_row[q]
-                            slope_row[q] += slope_factor * radial_row[q]
+                block_rows = slice(l * l, (l + 1) * (l + 1))
+                np.dot(folded[block_rows], radial_terms[l], values[block_rows])
+                np.dot(folded_slope[block_rows], radial_terms[l], slopes[block_rows])
             for lm in range(n_lm):
                 for q in range(count):
                     value = values[lm, q] * mask[q]
