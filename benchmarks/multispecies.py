@@ -147,13 +147,14 @@ def run_recipe(recipe, train, test, args):
 def markdown_table(results, md_atoms):
     """The README table: one row per set and recipe."""
     lines = ["| data | descriptors | E MAE (meV/atom) | F MAE (meV/Å) | S MAE (GPa) "
-             f"| fit (s) | MD (µs/atom/call, {md_atoms} atoms) |",
+             f"| fit, s: wall (CPU) | MD, µs/atom/call, {md_atoms} atoms: wall (CPU) |",
              "|---|---|---|---|---|---|---|"]
     for name, entry in results.items():
         data = f"{entry['species']} ({entry['n_train']} train / {entry['n_test']} test)"
         for recipe, row in entry["rows"].items():
-            fit = f"{row['fit_s']:.0f}" if "fit_s" in row else "–"
-            speed = f"{row['md_us_per_atom']:.0f}" if "md_us_per_atom" in row else "–"
+            fit = f"{row['fit_s']:.0f} ({row['fit_cpu_s']:.0f})" if "fit_s" in row else "–"
+            speed = (f"{row['md_us_per_atom']:.0f} ({row['md_cpu_us_per_atom']:.0f})"
+                     if "md_us_per_atom" in row else "–")
             lines.append(f"| {data} | {RECIPE_LABELS[recipe]} | {row['energy_mae']:.2f} "
                          f"| {row['force_mae']:.1f} | {row['stress_mae']:.3f} | {fit} | {speed} |")
             data = ""

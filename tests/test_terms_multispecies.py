@@ -5,6 +5,7 @@ Cu–Au alloy made on the fly, then end-to-end fits on the EMT alloy sets in ``d
 (two and three species) with SOAP and with ACSF, their per-species sparse sets and e0,
 and the error for a species the model never saw.
 """
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,8 @@ def tiny_soap(n_sparse):
     return gapfit.SOAP(r_cut=4.5, n_max=4, l_max=3, n_sparse=n_sparse)
 
 
-def two_body_plus(term, e0="average"):
-    return gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10), term], e0=e0, random_state=0)
+def two_body_plus(term):
+    return gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10), term], random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -184,29 +185,42 @@ def test_multispecies_fit_end_to_end(name, species, descriptor):
 
     errors = gapfit.metrics.evaluate(model, test)
     energy_baseline, force_baseline, stress_baseline = baseline_errors(train, test)
-    # measured ratios (November 2026): energy 0.02-0.12, forces 0.06-0.12, stress < 0.1
+    # measured ratios: energy 0.02-0.12, forces 0.06-0.12, stress 0.04-0.09
     assert errors["energy"]["mae"] < 0.25 * energy_baseline
     assert errors["forces"]["mae"] < 0.2 * force_baseline
     assert errors["stress"]["mae"] < 0.2 * stress_baseline
 
 
-def test_e0_per_species_is_the_energy_of_an_isolated_atom():
+def test_e0_per_species():
     train, _ = read_data("cuau", 10, 20)
-    e0 = {"Cu": -0.5, "Au": 0.7}
-    model = two_body_plus(tiny_soap(20), e0=e0).fit(train)
+    model = gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10)], e0={"Cu": -0.5, "Au": 0.7},
+                       random_state=0).fit(train)
     assert model.e0_ == {CU: -0.5, AU: 0.7}
-    # an atom without neighbours has no SOAP power spectrum and no pairs: only e0 remains
-    for symbol, energy in e0.items():
+    # an atom without neighbours has no pairs: only its own species' e0 remains
+    for symbol, energy in (("Cu", -0.5), ("Au", 0.7)):
         lone = Atoms(symbol, positions=[(5.0, 5.0, 5.0)], cell=[10.0, 10.0, 10.0], pbc=False)
         assert model.predict([lone])[0] == pytest.approx(energy, abs=1e-12)
+    # in an alloy every atom carries the e0 of its species
+    atoms = train[1]
+    shifted = copy.deepcopy(model)
+    shifted.e0_ = {CU: -0.5 + 1.0, AU: 0.7 - 3.0}
+    difference = shifted.predict([atoms])[0] - model.predict([atoms])[0]
+    counts = {z: int(np.sum(atoms.numbers == z)) for z in (CU, AU)}
+    assert min(counts.values()) > 0
+    assert difference == pytest.approx(1.0 * counts[CU] - 3.0 * counts[AU], abs=1e-9)
+
+    average = gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10)], random_state=0).fit(train)
+    per_atom = sum(a.get_potential_energy() for a in train) / sum(map(len, train))
+    assert average.e0_ == pytest.approx({CU: per_atom, AU: per_atom}, abs=1e-12)
     with pytest.raises(ValueError, match="no value for atomic numbers"):
-        two_body_plus(tiny_soap(20), e0={"Cu": -0.5}).fit(train)
+        gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10)], e0={"Cu": -0.5}).fit(train)
 
 
 def test_species_the_model_never_saw_is_named(acsf_model, alloy_test):
     silver = alloy_test[0].copy()
     silver.numbers[5] = AG
-    with pytest.raises(ValueError, match=r"configuration 1: species Ag not among the known species \(Cu, Au\)"):
+    known = r"configuration 1: species Ag not among the known species \(Cu, Au\)"
+    with pytest.raises(ValueError, match=known):
         acsf_model.predict([alloy_test[1], silver])
     with pytest.raises(ValueError, match="Ag"):
         acsf_model.predict_forces([silver])
