@@ -43,7 +43,11 @@ def _dask_client(client):
         if client != "dask":
             raise ValueError(f"backend must be 'dask' or a dask Client, not {client!r}")
         from dask.distributed import get_client
-        return get_client()
+        try:
+            return get_client()
+        except ValueError:
+            raise ValueError("backend='dask' needs a dask.distributed Client in this process: "
+                             "create one first (Client(address)) or pass it as backend") from None
     return client
 
 
@@ -74,6 +78,13 @@ def tree_reduce(items, combine):
     return value
 
 
+def _consume(items):
+    """Yield the items of a list in order, dropping each from the list as it goes."""
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
 def _note_dask_workers(client, memory):
     if memory is not None:
         memory.note_worker(max(client.run(own_peak_rss_mb).values(), default=None))
@@ -83,7 +94,11 @@ def _joblib_results(func, chunks, n_jobs, memory):
     """Results in chunk order from loky worker processes, as they arrive."""
     from joblib import Parallel, delayed
     tasks = (delayed(_run_and_report_peak)(func, chunk) for chunk in chunks)
-    for result, peak in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(tasks):
+    try:  # joblib >= 1.3 hands results over as they arrive
+        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
+    except TypeError:
+        parallel = Parallel(n_jobs=n_jobs, backend="loky")
+    for result, peak in parallel(tasks):
         if memory is not None:
             memory.note_worker(peak)
         yield result
@@ -123,8 +138,9 @@ def map_reduce_chunks(func, combine, chunks, n_jobs=None, client=None, progress=
     Backends as in ``map_chunks``. Serial and joblib fold results into the tree
     as they arrive (memory: O(log n) results); dask submits the same tree as
     tasks, so the reduction runs on the workers and only the final value
-    reaches the client. combine(a, b) must be associative; the fixed tree makes
-    the result independent of the backend and of the order chunks finish in.
+    reaches the client. The tree is fixed, so the result is the same on every
+    backend and whatever order the chunks finish in (for an associative
+    combine, up to rounding the same as any other grouping).
     """
     chunks = list(chunks)
     if client is not None:
@@ -135,10 +151,13 @@ def map_reduce_chunks(func, combine, chunks, n_jobs=None, client=None, progress=
         merges = iter(range(len(chunks)))
 
         def submit(left, right):
+            # priority: a merge runs as soon as its two inputs exist, before further chunks,
+            # so workers hold O(log n) pieces rather than every chunk's result
             return client.submit(_combine_in_worker, combine, left, right, pure=False,
-                                 retries=2, key=f"{name}-combine-{next(merges)}")
+                                 retries=2, priority=1, key=f"{name}-combine-{next(merges)}")
 
-        result = tree_reduce(futures, submit).result()
+        # hand the futures over one by one: a chunk's result is released once merged
+        result = tree_reduce(_consume(futures), submit).result()
         _note_dask_workers(client, memory)
         return result
     if n_jobs not in (None, 1):

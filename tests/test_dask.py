@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import read
+from sklearn.base import clone
 
 import gapfit
 from gapfit import sparse, training
@@ -260,3 +261,22 @@ def test_worker_killed_mid_fit_is_recovered(serial, train_file, client):
     assert_same_fit(outcome["model"], serial)
     client.wait_for_workers(2, timeout=60)
     assert killed not in client.run(os.getpid).values()
+
+
+def test_acsf_scales_come_from_chunk_statistics(structures, client):
+    """ACSF standardisation is learnt from moments reduced over chunks: it equals 1/std of
+    all raw training features, and the dask fit equals the serial one."""
+    def acsf_model(**kwargs):
+        return gapfit.GAP(terms=[gapfit.ACSF(r_cut=3.6, n_sparse=20)], chunk_atoms=CHUNK_ATOMS,
+                          random_state=1, **kwargs)
+
+    subset = structures[:10]
+    reference = acsf_model().fit(subset)
+    raw = clone(reference.terms[0]).build(reference.species_)
+    values, _ = training.features([raw], training.Chunk(0, structures=subset))[0]
+    spread = values.std(axis=0)
+    varies = spread > 1e-8 * spread.max()
+    assert varies.sum() > 10
+    np.testing.assert_allclose(reference.terms_[0].feature_scale_[varies] * spread[varies], 1.0,
+                               rtol=1e-9)
+    assert_same_fit(acsf_model(backend=client).fit(subset), reference)
