@@ -40,16 +40,24 @@ def weighted_factor(rows, targets, sigmas):
 def combine_factors(factors):
     """R factor of the stack of several R factors (the reduction step).
 
-    Square upper-triangular factors are merged pairwise by LAPACK's triangular-pentagonal
+    Blocks that are not yet triangular are reduced by QR first; triangles are merged pairwise by LAPACK's triangular-pentagonal
     QR (dtpqrt), which skips the known zeros: about 2.5× cheaper than a dense QR of the
     stack for M = 1,000.
     """
-    factors = [f for f in factors if f is not None]
-    size = factors[0].shape[1]
-    result = _square(factors[0], size)
+    factors = [_as_triangle(f) for f in factors if f is not None]
+    result = factors[0]
     for factor in factors[1:]:
-        result = _merge_triangles(result, _square(factor, size))
+        result = _merge_triangles(result, factor)
     return result
+
+
+def _as_triangle(rows):
+    """Square upper-triangular R with RᵀR = rowsᵀrows: R factors pass through (padded),
+    any other block of rows is reduced by a QR first."""
+    size = rows.shape[1]
+    if rows.shape[0] <= size and not np.tril(rows[:, :rows.shape[0]], -1).any():
+        return _square(rows, size)
+    return _square(np.linalg.qr(rows, mode="r"), size)
 
 
 def _merge_triangles(top, bottom):

@@ -48,3 +48,14 @@ def test_fewer_rows_than_columns_is_padded():
     gram = factor.T @ factor
     stacked = np.column_stack([rows, targets]) / sigmas[:, None]
     assert np.allclose(gram, stacked.T @ stacked)
+
+
+def test_combine_factors_accepts_raw_row_blocks_and_triangles():
+    rng = np.random.default_rng(7)
+    blocks = [rng.standard_normal((n, 9)) for n in (3, 14, 9, 1)]
+    stacked = np.vstack(blocks)
+    mixed = [blocks[0], np.linalg.qr(blocks[1], mode="r"), blocks[2], blocks[3]]
+    combined = gp.combine_factors(mixed)
+    assert combined.shape == (9, 9)
+    assert not np.tril(combined, -1).any()
+    assert np.allclose(combined.T @ combined, stacked.T @ stacked, rtol=1e-12, atol=1e-12)
