@@ -50,7 +50,7 @@ def pool_recipe(n_sparse, random_state):
                       random_state=random_state)
 
 
-def pool_curve(train, test, strategy, seed, n_sparse):
+def pool_curve(train, test, strategy, seed, n_sparse, score="forces"):
     """Test force MAE (eV/Å) at every size of SIZES when growing the labelled set by ``strategy``."""
     from gapfit.active import select
     rng = np.random.default_rng(seed)
@@ -61,25 +61,27 @@ def pool_curve(train, test, strategy, seed, n_sparse):
             remaining = [i for i in range(len(train)) if i not in labelled]
             # the pool goes in without labels: Atoms.copy() leaves the calculator behind
             pool = [train[i].copy() for i in remaining]
-            picks = select(model, pool, size - len(labelled), strategy=strategy, random_state=rng)
+            picks = select(model, pool, size - len(labelled), strategy=strategy, random_state=rng,
+                           score=score)
             labelled += [remaining[p] for p in picks]
         model = pool_recipe(n_sparse, seed).fit([train[i] for i in labelled])
         curve.append(force_mae(model, test))
     return curve
 
 
-def run_pool(seeds, strategy, n_sparse):
+def run_pool(seeds, strategy, n_sparse, score="forces"):
     import gapfit
     train = gapfit.io.read_mlearn(MLEARN / "Mo_train.json")
     test = gapfit.io.read_mlearn(MLEARN / "Mo_test.json")
     print(f"\n(a) pool-based on mlearn Mo: {len(train)} training configurations, test force MAE on "
           f"{len(test)} test configurations; recipe TwoBody(n_sparse=20) + SOAP(n_max=6, l_max=4, "
-          f"n_sparse={n_sparse}), default sigmas, refitted at every size")
+          f"n_sparse={n_sparse}), default sigmas, refitted at every size; strategy {strategy}, "
+          f"score {score}")
     curves = {strategy: [], "random": []}
     for seed in seeds:
         for name in curves:
             start = time.perf_counter()
-            curves[name].append(pool_curve(train, test, name, seed, n_sparse))
+            curves[name].append(pool_curve(train, test, name, seed, n_sparse, score))
             print(f"  seed {seed} {name:<12}" + "".join(f"{1e3 * v:7.1f}" for v in curves[name][-1])
                   + f"   ({time.perf_counter() - start:.0f} s)", flush=True)
     print(f"\nforce MAE (meV/Å), mean over seeds {list(seeds)}")
@@ -212,6 +214,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategy", choices=["batch", "uncertainty"], default="batch")
     parser.add_argument("--n-sparse", type=int, default=200, help="SOAP sparse points in (a)")
+    parser.add_argument("--score", choices=["forces", "forces_rms", "energy"], default="forces",
+                        help="uncertainty score of a configuration in (a) (gapfit.active.select)")
     parser.add_argument("--system", choices=["Cu", "CuAu"], default="CuAu", help="EMT system in (b)")
     parser.add_argument("--threshold", type=float, default=0.1,
                         help="largest force std (eV/Å) above which (b) calls the oracle")
@@ -219,7 +223,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.part in ("pool", "both"):
         if MLEARN.is_dir():
-            run_pool(args.seeds, args.strategy, args.n_sparse)
+            run_pool(args.seeds, args.strategy, args.n_sparse, args.score)
         else:
             print(f"(a) skipped: mlearn data not found at {MLEARN}")
     if args.part in ("otf", "both"):

@@ -23,7 +23,7 @@ from .hyperparameters import target_settings
 from .variance import Posterior, structure_targets, target_variances
 
 STRATEGIES = ("uncertainty", "batch", "random")
-SCORES = ("forces", "energy")
+SCORES = ("forces", "forces_rms", "energy")
 
 
 def _rng(random_state):
@@ -34,9 +34,13 @@ def _rng(random_state):
 
 def uncertainty_score(result, n_atoms, score="forces"):
     """One number per structure from a StructureVariance: the largest force-component std
-    (eV/Å, ``score="forces"``) or the energy std per atom (eV/atom, ``score="energy"``)."""
+    (eV/Å, ``score="forces"``), the root-mean-square force-component std (eV/Å,
+    ``"forces_rms"``: the structure as a whole rather than its most unusual atom) or the
+    energy std per atom (eV/atom, ``score="energy"``)."""
     if score == "forces":
         return float(result.forces_std.max())
+    if score == "forces_rms":
+        return float(np.sqrt(np.mean(result.forces_std ** 2)))
     if score == "energy":
         return result.energy_std / n_atoms
     raise ValueError(f"unknown uncertainty score {score!r}; choose one of {SCORES}")
@@ -49,7 +53,7 @@ class _Candidate:
     def __init__(self, model, posterior, atoms, score):
         targets = structure_targets(model.terms_, atoms)
         n_atoms, n_columns = targets.local_rows.shape
-        if score == "forces":
+        if score in ("forces", "forces_rms"):
             self.rows = targets.force_rows.reshape(3 * n_atoms, n_columns)
             prior = targets.force_priors.ravel()
         else:
@@ -70,6 +74,8 @@ class _Candidate:
             variances = np.maximum(self.fixed + variances, 0.0)
         if score == "forces":
             return float(np.sqrt(variances.max()))
+        if score == "forces_rms":
+            return float(np.sqrt(variances.mean()))
         return float(np.sqrt(variances[0])) / self.n_atoms
 
 
@@ -95,7 +101,8 @@ def select(model, pool, n, strategy="uncertainty", random_state=None, score="for
         part k** - a K_MM⁻¹ aᵀ cannot shrink): after each pick the posterior is conditioned
         on that structure's energy and force rows (its labels are not needed), so
         near-duplicates of a pick lose their score; "random".
-    score : "forces" (largest force-component std, eV/Å) or "energy" (energy std per atom).
+    score : "forces" (largest force-component std, eV/Å), "forces_rms" (root mean square of
+        the force-component stds, eV/Å) or "energy" (energy std per atom).
     """
     pool = list(pool)
     if not 0 < n <= len(pool):

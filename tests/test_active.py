@@ -94,6 +94,8 @@ def test_uncertainty_selection_takes_the_largest_predicted_stds(selection_case):
     energy_stds = np.array([v.energy_std / len(a) for v, a in zip(model.predict_variances(pool),
                                                                     pool)])
     assert active.select(model, pool, 2, score="energy") == np.argsort(-energy_stds)[:2].tolist()
+    rms_stds = np.array([np.sqrt(np.mean(v.forces_std ** 2)) for v in model.predict_variances(pool)])
+    assert active.select(model, pool, 4, score="forces_rms") == np.argsort(-rms_stds)[:4].tolist()
 
 
 def test_batch_selection_conditions_on_its_picks(selection_case):
