@@ -49,7 +49,8 @@ def fit_gapfit(train_path, stride, n_sparse, threads, model_path):
     return seconds
 
 
-def gapfit_errors(model_path, test):
+def gapfit_predict(model_path, test):
+    """Energies, forces and stresses of the gapfit model on ``test`` (ASE units)."""
     import gapfit
     model = gapfit.load(model_path)
     energies, forces, stresses = [], [], []
@@ -59,7 +60,17 @@ def gapfit_errors(model_path, test):
         energies.append(atoms.get_potential_energy())
         forces.append(atoms.get_forces())
         stresses.append(atoms.get_stress() if atoms.pbc.all() else None)
-    return prediction_errors(test, energies, forces, stresses)
+    return energies, forces, stresses
+
+
+def errors_by_group(test, predictions):
+    """prediction_errors overall ("all") and per config_type."""
+    groups = {"all": list(range(len(test)))}
+    for index, atoms in enumerate(test):
+        groups.setdefault(atoms.info.get("config_type", "default"), []).append(index)
+    return {name: prediction_errors([test[i] for i in members],
+                                    *[[values[i] for i in members] for values in predictions])
+            for name, members in groups.items()}
 
 
 def main(argv=None):
@@ -86,13 +97,15 @@ def main(argv=None):
           flush=True)
 
     quip = run_gap_fit(train, workdir / "gap_fit", n_sparse_soap=args.n_sparse)
-    quip_errors = prediction_errors(test, *quip_predict(quip["gp_file"], test))
+    quip_groups = errors_by_group(test, quip_predict(quip["gp_file"], test))
+    quip_errors = quip_groups["all"]
     print(f"gap_fit: {quip['wall_s']:.1f} s, {quip['peak_rss_mb']:.0f} MB", flush=True)
 
     model_path = workdir / "gapfit.gap"
     fit_seconds, wall, peak = measure_call(fit_gapfit, str(train_path), args.stride, args.n_sparse,
                                            args.threads, str(model_path))
-    ours = gapfit_errors(model_path, test)
+    our_groups = errors_by_group(test, gapfit_predict(model_path, test))
+    ours = our_groups["all"]
     print(f"gapfit: {wall:.1f} s (fit alone {fit_seconds:.1f} s), {peak:.0f} MB", flush=True)
 
     threads = args.threads or "all"
@@ -106,6 +119,11 @@ def main(argv=None):
                        ("stress_mae", "test S MAE (GPa)")]:
         print(f"{label:<28}{quip_errors[key]:>12.3f}{ours[key]:>12.3f}"
               f"{ours[key] / quip_errors[key]:>8.3f}")
+    print(f"\n{'per config_type':<20}{'E MAE gap_fit':>14}{'gapfit':>8}{'F MAE gap_fit':>15}{'gapfit':>8}")
+    for name in quip_groups:
+        if name != "all":
+            print(f"{name:<20}{quip_groups[name]['energy_mae']:>14.2f}{our_groups[name]['energy_mae']:>8.2f}"
+                  f"{quip_groups[name]['force_mae']:>15.1f}{our_groups[name]['force_mae']:>8.1f}")
     print(f"(gapfit threads: {threads}; gap_fit runs on one core; wall time includes reading "
           f"the data and process start-up for both)")
     return 0
