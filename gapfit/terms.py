@@ -25,16 +25,11 @@ class Term(BaseEstimator):
         """Radius (Å) of the neighbour list the descriptor needs."""
         return self.descriptor_.cutoff
 
-    def adapt_to_features(self, features):
-        """Learn what the term needs from all training features before sparse points are
-        chosen; return the features as the descriptor gives them from now on.
-        Most terms need nothing (identity)."""
-        return features
-
     def adapt_to_moments(self, count, mean, variance):
-        """As ``adapt_to_features``, from the count, mean and variance (ddof=0) per feature
-        of all training selection features (a fit reduces these over chunks). Returns
-        whether the descriptor changed, so the features must be computed again."""
+        """Learn what the term needs from all training features before sparse points are
+        chosen, given their count, mean and variance (ddof=0) per feature (a fit reduces
+        these over chunks). Returns whether the descriptor changed, so the features must be
+        computed again. Most terms need nothing."""
         return False
 
     def state_arrays(self):
@@ -204,15 +199,9 @@ class ACSF(Term):
     def _make_kernel(self):
         return SquaredExponential(self.theta * np.sqrt(self.descriptor_.n_features))
 
-    def adapt_to_features(self, features):
-        """Divide every feature by its standard deviation over the training environments
-        (features that never vary keep scale 1)."""
-        features = np.asarray(features, dtype=np.float64)
-        self.adapt_to_moments(len(features), features.mean(axis=0), features.var(axis=0))
-        return features * self.feature_scale_
-
     def adapt_to_moments(self, count, mean, variance):
-        """Standardise from the spread over all training environments; returns True."""
+        """Divide every feature by its standard deviation over the training environments
+        (features that never vary keep scale 1); returns True."""
         spread = np.sqrt(np.maximum(np.asarray(variance, dtype=np.float64), 0.0))
         scale = np.where(spread > 1e-12 * max(spread.max(initial=0.0), 1e-300),
                          1.0 / np.where(spread > 0, spread, 1.0), 1.0)
