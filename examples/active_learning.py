@@ -16,21 +16,10 @@ from pathlib import Path
 
 import numpy as np
 from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 import gapfit
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def label(atoms):
-    """The oracle: an unlabelled copy of ``atoms`` with EMT energy, forces and stress."""
-    labelled = atoms.copy()
-    labelled.calc = EMT()
-    results = {"energy": labelled.get_potential_energy(), "forces": labelled.get_forces(),
-               "stress": labelled.get_stress()}
-    labelled.calc = SinglePointCalculator(labelled, **results)
-    return labelled
 
 
 def unlabelled(structures):
@@ -55,7 +44,7 @@ def force_mae(model, test):
 
 def run(pool, test, start, rounds, batch, n_sparse, seed, strategy):
     """Fit on ``start`` pool indices, then ``rounds`` rounds of ``batch`` picks; MAE per round."""
-    labelled = [label(pool[i]) for i in start]
+    labelled = [gapfit.active.label(pool[i], EMT()) for i in start]
     remaining = [i for i in range(len(pool)) if i not in set(start)]
     model = new_model(n_sparse, seed).fit(labelled)
     history = [(len(labelled), force_mae(model, test))]
@@ -65,7 +54,7 @@ def run(pool, test, start, rounds, batch, n_sparse, seed, strategy):
                                      random_state=seed + step)
         chosen = [remaining[k] for k in picks]
         remaining = [i for i in remaining if i not in set(chosen)]
-        new = [label(pool[i]) for i in chosen]
+        new = [gapfit.active.label(pool[i], EMT()) for i in chosen]
         labelled += new
         model.update(new)
         history.append((len(labelled), force_mae(model, test)))
