@@ -212,7 +212,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["pool", "otf", "both"], default="both")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategy", choices=["batch", "uncertainty"], default="batch")
+    parser.add_argument("--strategy", choices=["batch", "uncertainty", "coverage"], default="batch")
     parser.add_argument("--n-sparse", type=int, default=200, help="SOAP sparse points in (a)")
     parser.add_argument("--score", choices=["forces", "forces_rms", "energy"], default="forces",
                         help="uncertainty score of a configuration in (a) (gapfit.active.select)")

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
-from scipy.linalg import solve_triangular
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 from . import gp
 from .hyperparameters import target_settings
 from .variance import Posterior, structure_targets, target_variances
 
-STRATEGIES = ("uncertainty", "batch", "random")
+STRATEGIES = ("uncertainty", "batch", "coverage", "random")
 SCORES = ("forces", "forces_rms", "energy")
 
 
@@ -50,8 +50,8 @@ class _Candidate:
     """A pool structure's score rows with their fixed part (prior minus Nyström term),
     and the weighted rows its labels would add to the fit."""
 
-    def __init__(self, model, posterior, atoms, score):
-        targets = structure_targets(model.terms_, atoms)
+    def __init__(self, model, posterior, atoms, score, priors=True):
+        targets = structure_targets(model.terms_, atoms, priors=priors)
         n_atoms, n_columns = targets.local_rows.shape
         if score in ("forces", "forces_rms"):
             self.rows = targets.force_rows.reshape(3 * n_atoms, n_columns)
@@ -59,18 +59,24 @@ class _Candidate:
         else:
             self.rows = targets.energy_row[None, :]
             prior = np.array([targets.energy_prior])
-        nystrom, _ = posterior.explained(self.rows)
-        self.fixed = prior - nystrom
+        # the fixed part needs the exact priors; without them only reducible scores exist
+        self.fixed = prior - posterior.explained(self.rows)[0] if priors else None
         self.n_atoms = n_atoms
         self.training_rows = _weighted_rows(model, atoms, targets)
+
+    def score_variances(self, precision_upper):
+        """The reducible variances a Σ_α aᵀ of the score rows under the posterior with
+        precision R11ᵀR11 (eV², (eV/Å)²)."""
+        whitened = _whitened(precision_upper, self.rows)
+        return np.einsum("mn,mn->n", whitened, whitened)
 
     def score(self, precision_upper, score, reducible=False):
         """The uncertainty score under the posterior with precision R11ᵀR11; ``reducible``
         leaves out the Nyström part k** - a K_MM⁻¹ aᵀ, which no label can lower."""
-        whitened = solve_triangular(precision_upper, self.rows.T, trans="T", lower=False,
-                                    check_finite=False)
-        variances = np.einsum("mn,mn->n", whitened, whitened)
+        variances = self.score_variances(precision_upper)
         if not reducible:
+            if self.fixed is None:
+                raise ValueError("this candidate was built without priors: only reducible scores")
             variances = np.maximum(self.fixed + variances, 0.0)
         if score == "forces":
             return float(np.sqrt(variances.max()))
@@ -93,6 +99,33 @@ def _weighted_rows(model, atoms, targets):
     return np.concatenate(rows)
 
 
+def _whitened(precision_upper, rows):
+    """R⁻ᵀ rowsᵀ (M, n): rows in the coordinates where the posterior covariance is the identity."""
+    return solve_triangular(precision_upper, np.ascontiguousarray(rows.T), trans="T", lower=False,
+                            check_finite=False)
+
+
+def _coverage_gains(candidates, precision_upper):
+    """For every candidate, the drop of the summed reducible variance (a Σ_α aᵀ over all score
+    rows of the whole pool) that conditioning on its training rows would bring.
+
+    With W = T R⁻¹ (T: the candidate's weighted training rows) and H = R⁻ᵀ G R⁻¹, G = Σ_pool aᵀa,
+    Woodbury gives the drop as tr((I + W Wᵀ)⁻¹ W H Wᵀ): a label counts by how much it teaches
+    about everything in the pool, so a typical configuration can beat an odd one.
+    """
+    gram = sum(c.rows.T @ c.rows for c in candidates)
+    half = _whitened(precision_upper, gram)                 # R⁻ᵀ G
+    whitened_gram = _whitened(precision_upper, half)        # R⁻ᵀ G R⁻¹ (G is symmetric)
+    gains = np.empty(len(candidates))
+    for index, candidate in enumerate(candidates):
+        w_t = _whitened(precision_upper, candidate.training_rows)
+        inner = np.eye(w_t.shape[1]) + w_t.T @ w_t
+        projected = w_t.T @ whitened_gram @ w_t
+        gains[index] = np.trace(cho_solve(cho_factor(inner, check_finite=False), projected,
+                                          check_finite=False))
+    return gains
+
+
 def select(model, pool, n, strategy="uncertainty", random_state=None, score="forces"):
     """Indices of ``n`` configurations of ``pool`` (a list of Atoms) to label next.
 
@@ -100,7 +133,10 @@ def select(model, pool, n, strategy="uncertainty", random_state=None, score="for
         variance that labels can remove (a Σ_α aᵀ: the sparse points stay, so the Nyström
         part k** - a K_MM⁻¹ aᵀ cannot shrink): after each pick the posterior is conditioned
         on that structure's energy and force rows (its labels are not needed), so
-        near-duplicates of a pick lose their score; "random".
+        near-duplicates of a pick lose their score; "coverage" — greedy on the expected drop
+        of the whole pool's summed reducible variance (of the ``score`` targets) that labelling
+        a configuration brings, conditioning on each pick: it weighs uncertainty by how much of
+        the pool shares it, so it favours configurations typical of the pool; "random".
     score : "forces" (largest force-component std, eV/Å), "forces_rms" (root mean square of
         the force-component stds, eV/Å) or "energy" (energy std per atom).
     """
@@ -115,20 +151,25 @@ def select(model, pool, n, strategy="uncertainty", random_state=None, score="for
         return _rng(random_state).choice(len(pool), size=n, replace=False).tolist()
     model._check_predictable(pool)
     posterior = Posterior(model)
-    candidates = [_Candidate(model, posterior, atoms, score) for atoms in pool]
+    # only the full variance needs the exact priors; batch and coverage use the reducible part
+    candidates = [_Candidate(model, posterior, atoms, score, priors=strategy == "uncertainty")
+                  for atoms in pool]
     precision = posterior.precision_upper
-    reducible = strategy == "batch"
-    scores = np.array([c.score(precision, score, reducible) for c in candidates])
     if strategy == "uncertainty":
+        scores = np.array([c.score(precision, score) for c in candidates])
         return np.argsort(-scores, kind="stable")[:n].tolist()
     chosen = []
     remaining = list(range(len(pool)))
     for _ in range(n):
-        best = remaining[int(np.argmax(scores[remaining]))]
+        if strategy == "coverage":
+            scores = _coverage_gains([candidates[i] for i in remaining], precision)
+        else:
+            scores = np.array([candidates[i].score(precision, score, reducible=True)
+                               for i in remaining])
+        best = remaining[int(np.argmax(scores))]
         chosen.append(best)
         remaining.remove(best)
         precision = gp.combine_factors([precision, candidates[best].training_rows])
-        scores[remaining] = [candidates[i].score(precision, score, reducible) for i in remaining]
     return chosen
 
 

@@ -92,8 +92,12 @@ class StructureVariance:
         return np.sqrt(np.maximum(self.forces, 0.0))
 
 
-def structure_targets(terms, atoms):
-    """StructureTargets of ``atoms`` for fitted terms (one descriptor evaluation per term)."""
+def structure_targets(terms, atoms, priors=True):
+    """StructureTargets of ``atoms`` for fitted terms (one descriptor evaluation per term).
+
+    ``priors=False`` skips the exact prior variances (NaN then): the double sums over
+    environments are most of the cost, and the reducible part a Σ_α aᵀ needs only the rows.
+    """
     offsets = column_offsets(terms)
     n_atoms, n_columns = len(atoms), int(offsets[-1])
     rows = DesignRows(np.zeros((1, n_columns)), np.zeros((n_atoms, 3, n_columns)),
@@ -106,10 +110,13 @@ def structure_targets(terms, atoms):
         for envs, start, stop, values, _, _ in term.kernel_blocks(environments):
             local_rows[:, offset + start: offset + stop] += _sum_by_atom(
                 values, environments.center_atoms[envs], n_atoms)
-        total, local = _energy_priors(term, environments, n_atoms)
-        energy_prior += total
-        local_priors += local
-        force_priors += _force_priors(term, environments, n_atoms)
+        if priors:
+            total, local = _energy_priors(term, environments, n_atoms)
+            energy_prior += total
+            local_priors += local
+            force_priors += _force_priors(term, environments, n_atoms)
+    if not priors:
+        energy_prior, local_priors, force_priors = np.nan, local_priors * np.nan, force_priors * np.nan
     return StructureTargets(rows.energy[0], energy_prior, local_rows, local_priors, rows.forces,
                             force_priors, rows.virial[0])
 

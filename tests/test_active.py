@@ -123,6 +123,28 @@ def test_batch_selection_conditions_on_its_picks(selection_case):
     assert after < model.force_sigma < before
 
 
+def test_coverage_gain_is_the_drop_of_the_pools_summed_variance(selection_case):
+    model, pool = selection_case
+    posterior = active.Posterior(model)
+    candidates = [active._Candidate(model, posterior, atoms, "forces") for atoms in pool]
+
+    def summed_reducible_variance(precision):
+        return sum(np.sum(c.score_variances(precision)) for c in candidates)
+
+    before = summed_reducible_variance(posterior.precision_upper)
+    gains = active._coverage_gains(candidates, posterior.precision_upper)
+    for index, candidate in enumerate(candidates):
+        precision = gp.combine_factors([posterior.precision_upper, candidate.training_rows])
+        assert np.isclose(gains[index], before - summed_reducible_variance(precision), rtol=1e-8)
+    # greedy: the first pick has the largest gain; the second the largest after conditioning
+    picks = active.select(model, pool, 2, strategy="coverage")
+    assert picks[0] == int(np.argmax(gains))
+    conditioned = gp.combine_factors([posterior.precision_upper, candidates[picks[0]].training_rows])
+    rest = [i for i in range(len(pool)) if i != picks[0]]
+    second = active._coverage_gains([candidates[i] for i in rest], conditioned)
+    assert picks[1] == rest[int(np.argmax(second))]
+
+
 def test_random_selection_is_reproducible_and_distinct(selection_case):
     model, pool = selection_case
     picks = active.select(model, pool, 4, strategy="random", random_state=3)
