@@ -17,6 +17,7 @@ import numpy as np
 from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from threadpoolctl import threadpool_limits
 
 from . import gp
 from .hyperparameters import target_settings
@@ -158,8 +159,15 @@ def select(model, pool, n, strategy="uncertainty", random_state=None, score="for
     if strategy == "uncertainty":
         scores = np.array([c.score(precision, score) for c in candidates])
         return np.argsort(-scores, kind="stable")[:n].tolist()
+    # many small factorisations: threaded BLAS only adds overhead (and stalls on a busy machine)
+    with threadpool_limits(limits=1):
+        return _greedy(candidates, precision, n, strategy, score)
+
+
+def _greedy(candidates, precision, n, strategy, score):
+    """Greedy batch/coverage picks, conditioning the posterior on each pick in turn."""
     chosen = []
-    remaining = list(range(len(pool)))
+    remaining = list(range(len(candidates)))
     for _ in range(n):
         if strategy == "coverage":
             scores = _coverage_gains([candidates[i] for i in remaining], precision)
