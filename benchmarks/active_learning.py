@@ -7,7 +7,8 @@
 (a) Pool-based, mlearn Mo (Zuo et al., J. Phys. Chem. A 124, 731 (2020), read from
 ../shared/data/mlearn): start from 10 random training configurations, then add 10 at a time
 up to 60, chosen by ``gapfit.active.select`` (``--strategy``, default "batch": the largest
-force uncertainty, conditioned on the picks so far) or at random; the model is refitted on the
+force uncertainty, conditioned on the picks so far; "coverage": the largest expected drop of the
+whole pool's force variance; "uncertainty") or at random; the model is refitted on the
 labelled set at every size (sparse points from that set) and its force MAE measured on the
 whole Mo test set. Same 10 starting configurations for both, for each seed. The recipe is a
 cheaper one than the default (printed with the results).
@@ -43,14 +44,14 @@ def force_mae(model, structures):
 
 
 # ----------------------------------------------------------------------------- (a) pool
-def pool_recipe(n_sparse, random_state):
+def pool_recipe(n_sparse, random_state, optimize=False):
     import gapfit
     return gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=20),
                              gapfit.SOAP(n_max=6, l_max=4, n_sparse=n_sparse)],
-                      random_state=random_state)
+                      random_state=random_state, optimize_hyperparameters=optimize)
 
 
-def pool_curve(train, test, strategy, seed, n_sparse, score="forces"):
+def pool_curve(train, test, strategy, seed, n_sparse, score="forces", optimize=False):
     """Test force MAE (eV/Å) at every size of SIZES when growing the labelled set by ``strategy``."""
     from gapfit.active import select
     rng = np.random.default_rng(seed)
@@ -64,24 +65,25 @@ def pool_curve(train, test, strategy, seed, n_sparse, score="forces"):
             picks = select(model, pool, size - len(labelled), strategy=strategy, random_state=rng,
                            score=score)
             labelled += [remaining[p] for p in picks]
-        model = pool_recipe(n_sparse, seed).fit([train[i] for i in labelled])
+        model = pool_recipe(n_sparse, seed, optimize).fit([train[i] for i in labelled])
         curve.append(force_mae(model, test))
     return curve
 
 
-def run_pool(seeds, strategy, n_sparse, score="forces"):
+def run_pool(seeds, strategy, n_sparse, score="forces", optimize=False):
     import gapfit
     train = gapfit.io.read_mlearn(MLEARN / "Mo_train.json")
     test = gapfit.io.read_mlearn(MLEARN / "Mo_test.json")
     print(f"\n(a) pool-based on mlearn Mo: {len(train)} training configurations, test force MAE on "
           f"{len(test)} test configurations; recipe TwoBody(n_sparse=20) + SOAP(n_max=6, l_max=4, "
-          f"n_sparse={n_sparse}), default sigmas, refitted at every size; strategy {strategy}, "
+          f"n_sparse={n_sparse}), {'optimised' if optimize else 'default'} sigmas and deltas, "
+          f"refitted at every size; strategy {strategy}, "
           f"score {score}")
     curves = {strategy: [], "random": []}
     for seed in seeds:
         for name in curves:
             start = time.perf_counter()
-            curves[name].append(pool_curve(train, test, name, seed, n_sparse, score))
+            curves[name].append(pool_curve(train, test, name, seed, n_sparse, score, optimize))
             print(f"  seed {seed} {name:<12}" + "".join(f"{1e3 * v:7.1f}" for v in curves[name][-1])
                   + f"   ({time.perf_counter() - start:.0f} s)", flush=True)
     print(f"\nforce MAE (meV/Å), mean over seeds {list(seeds)}")
@@ -216,6 +218,9 @@ def main(argv=None):
     parser.add_argument("--n-sparse", type=int, default=200, help="SOAP sparse points in (a)")
     parser.add_argument("--score", choices=["forces", "forces_rms", "energy"], default="forces",
                         help="uncertainty score of a configuration in (a) (gapfit.active.select)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="(a): the recipe optimises its sigmas and deltas by the marginal "
+                             "likelihood at every size (both arms)")
     parser.add_argument("--system", choices=["Cu", "CuAu"], default="CuAu", help="EMT system in (b)")
     parser.add_argument("--threshold", type=float, default=0.1,
                         help="largest force std (eV/Å) above which (b) calls the oracle")
@@ -223,7 +228,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.part in ("pool", "both"):
         if MLEARN.is_dir():
-            run_pool(args.seeds, args.strategy, args.n_sparse, args.score)
+            run_pool(args.seeds, args.strategy, args.n_sparse, args.score, args.optimize)
         else:
             print(f"(a) skipped: mlearn data not found at {MLEARN}")
     if args.part in ("otf", "both"):

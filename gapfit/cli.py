@@ -198,7 +198,8 @@ def _add_select(subparsers):
                         help="extended XYZ of the chosen configurations (default selected.xyz)")
     parser.add_argument("--strategy", default="uncertainty",
                         help="uncertainty (the n largest scores), batch (greedy, near-duplicates of a "
-                             "pick lose their score) or random (default: uncertainty)")
+                             "pick lose their score), coverage (greedy on the expected drop of the "
+                             "whole pool's variance) or random (default: uncertainty)")
     parser.add_argument("--score", default="forces",
                         help="forces (largest force-component std) or energy (energy std per atom); "
                              "default: forces")
