@@ -13,14 +13,25 @@ labelled set at every size (sparse points from that set) and its force MAE measu
 whole Mo test set. Same 10 starting configurations for both, for each seed. The recipe is a
 cheaper one than the default (printed with the results).
 
-(b) On-the-fly, ASE's EMT as the oracle: ``gapfit.active.OnTheFly`` runs Langevin MD at 300,
-650 and 1000 K in turn, starting from a model fitted to one labelled configuration, and calls
-EMT whenever the largest predicted force std exceeds ``--threshold`` (it updates the model, and
-refits with new sparse points when a label cannot lower the uncertainty). The baseline labels
-snapshots of an EMT MD run over the same temperatures, picked at random. Both are judged alike:
-after k oracle calls, the recipe is fitted to the start configuration plus the first k labels and
-its force MAE against EMT measured on fresh MD snapshots (another arrangement, another seed).
-Reported: oracle calls until the MAE is ≤ 50 meV/Å, per seed and median.
+(b) On-the-fly, ASE's EMT as the oracle. System (``--system``, ``--cell``; default Cu-Ag-Au in
+equal parts, randomly arranged on a 2x2x2 fcc cell with one vacancy, 31 atoms; "slab" is a
+(111) slab with a vacancy). Schedule: Langevin MD through 300, 533, 767 and 1000 K, ``--steps``
+steps of 2 fs at each, one continuous run with new velocities at each stage. Start: one
+EMT-labelled configuration (the start cell rattled by 0.05 Å), the same for both arms.
+  on the fly: ``gapfit.active.OnTheFly`` drives that schedule with the GAP from the start
+  configuration, checks every ``--check-every`` steps and calls EMT when the uncertainty
+  (``--otf-score``: "forces_rms" the root-mean-square force std, "forces" the largest) exceeds
+  ``--threshold`` (it updates the model, and refits with new sparse points when a label cannot
+  lower the uncertainty);
+  random: an EMT-driven MD from the same start configuration through the same schedule,
+  snapshots every 10 steps, labelled in random order.
+Both are judged alike: after k oracle calls the recipe is fitted to the start configuration plus
+the first k labels and its force MAE measured against EMT on fresh MD snapshots of the same kind
+of cell (another arrangement, same composition, another seed, same schedule, every 25 steps).
+Reported: oracle calls until the MAE is <= 50 meV/Å, per seed and median (a seed that never
+gets there counts as infinitely many). ``--reference`` adds a yardstick that is not a method:
+greedily label the snapshot of the random arm's MD on which the current fit errs most (it needs
+every snapshot's label): a rough gauge of what choosing among those snapshots can gain.
 """
 import argparse
 import tempfile
@@ -31,7 +42,7 @@ import numpy as np
 
 MLEARN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlearn"
 SIZES = (10, 20, 30, 40, 50, 60)
-TEMPERATURES_K = (300.0, 650.0, 1000.0)
+TEMPERATURES_K = (300.0, 533.0, 767.0, 1000.0)  # (b): a ramp in four stages
 TARGET_FORCE_MAE = 0.050  # eV/Å
 OTF_SPARSE = 100
 
@@ -99,6 +110,15 @@ def run_pool(seeds, strategy, n_sparse, score="forces", optimize=False):
 
 
 # ----------------------------------------------------------------------------- (b) on the fly
+SYSTEMS = {"Cu": ("Cu",), "CuAu": ("Cu", "Au"), "CuAgAu": ("Cu", "Ag", "Au")}
+CELLS = ("bulk", "vacancy", "slab")
+LATTICE_CONSTANT = {"Cu": 3.59, "Ag": 4.06, "Au": 4.06}  # EMT's own fcc values (Å)
+TIMESTEP_FS = 2.0
+FRICTION_PER_FS = 0.01  # 1/fs: relaxation time 100 fs
+POOL_INTERVAL = 10  # MD steps between the snapshots random selection draws from
+TEST_INTERVAL = 25  # MD steps between test snapshots
+
+
 def otf_model(random_state):
     import gapfit
     return gapfit.GAP(terms=[gapfit.TwoBody(cutoff=5.0, n_sparse=20),
@@ -106,17 +126,27 @@ def otf_model(random_state):
                       energy_sigma=0.002, force_sigma=0.02, random_state=random_state)
 
 
-def alloy_cell(symbols, lattice, rng, rattle=0.0):
-    """A 2×2×2 cubic fcc cell (32 atoms) with a random arrangement of ``symbols``."""
-    from ase.build import bulk
-    atoms = bulk("Cu", "fcc", a=lattice, cubic=True).repeat(2)
-    atoms.set_chemical_symbols(rng.choice(symbols, size=len(atoms)))
-    atoms.positions += rattle * rng.standard_normal(atoms.positions.shape)
+def alloy_cell(symbols, cell, rng):
+    """A random arrangement of ``symbols`` in equal parts on fcc sites, lattice constant by
+    Vegard's law: "bulk" a 2×2×2 cubic cell (32 atoms), "vacancy" the same less one atom
+    (31), "slab" a 3×3 (111) slab of 4 layers with 6 Å of vacuum each side, less one atom
+    (35; periodic in all three directions, so stresses stay defined)."""
+    from ase.build import bulk, fcc111
+    lattice = float(np.mean([LATTICE_CONSTANT[s] for s in symbols]))
+    if cell == "slab":
+        atoms = fcc111("Cu", (3, 3, 4), a=lattice, vacuum=6.0, periodic=True)
+    else:
+        atoms = bulk("Cu", "fcc", a=lattice, cubic=True).repeat(2)
+    atoms.set_chemical_symbols(rng.permutation(np.resize(symbols, len(atoms))))
+    if cell != "bulk":
+        del atoms[int(rng.integers(len(atoms)))]
     return atoms
 
 
 def oracle_md(atoms, steps_per_temperature, every, rng):
-    """Langevin MD driven by EMT at each of TEMPERATURES_K; EMT-labelled snapshots every ``every`` steps."""
+    """Langevin MD driven by EMT through TEMPERATURES_K in turn (one continuous run, new
+    Maxwell–Boltzmann velocities at each stage), EMT-labelled snapshots every ``every`` steps
+    (``info["temperature_K"]`` the stage's temperature)."""
     from ase import units
     from ase.calculators.emt import EMT
     from ase.md.langevin import Langevin
@@ -127,11 +157,13 @@ def oracle_md(atoms, steps_per_temperature, every, rng):
     snapshots = []
     for temperature in TEMPERATURES_K:
         initialise_velocities(atoms, temperature, rng)
-        dynamics = Langevin(atoms, 2.0 * units.fs, temperature_K=temperature,
-                            friction=0.01 / units.fs, fixcm=False, rng=rng)
+        dynamics = Langevin(atoms, TIMESTEP_FS * units.fs, temperature_K=temperature,
+                            friction=FRICTION_PER_FS / units.fs, fixcm=False, rng=rng)
         for _ in range(steps_per_temperature // every):
             dynamics.run(every)
-            snapshots.append(label(atoms, EMT()))
+            snapshot = label(atoms, EMT())
+            snapshot.info["temperature_K"] = temperature
+            snapshots.append(snapshot)
     return snapshots
 
 
@@ -147,67 +179,124 @@ def calls_to_target(start, labelled, test, seed):
     return (reached[0] if reached else None), maes
 
 
-def on_the_fly_labels(start, threshold, steps_per_temperature, seed, directory):
-    """Every configuration OnTheFly gave to EMT over the temperature stages, in order."""
+def largest_error_labels(start, snapshots, test, seed, max_calls):
+    """A reference, not a method: add, one at a time, the snapshot on which the current fit
+    has the largest force MAE (it needs every snapshot's oracle labels). Returns
+    (calls to the target or None, the MAEs)."""
+    chosen, maes = [], []
+    for _ in range(max_calls + 1):
+        model = otf_model(seed).fit(start + [snapshots[i] for i in chosen])
+        maes.append(force_mae(model, test))
+        if maes[-1] <= TARGET_FORCE_MAE:
+            return len(chosen), maes
+        errors = [-1.0 if i in chosen else force_mae(model, [snapshot])
+                  for i, snapshot in enumerate(snapshots)]
+        chosen.append(int(np.argmax(errors)))
+    return None, maes
+
+
+def on_the_fly_labels(start, settings, steps_per_temperature, seed, directory):
+    """Every configuration OnTheFly gave to EMT over the temperature stages, in order; its MD
+    starts from ``start[0]`` and runs on through the stages (new velocities at each)."""
     import ase.io
     from ase.calculators.emt import EMT
     from gapfit.active import OnTheFly
     model, labelled, atoms = otf_model(seed).fit(start), [], start[0]
     for stage, temperature in enumerate(TEMPERATURES_K):
-        run = OnTheFly(model, EMT(), Path(directory) / f"stage{stage}", threshold=threshold,
-                       check_every=5, timestep_fs=2.0, temperature_K=temperature,
-                       random_state=seed, training=start + labelled).run(atoms,
-                                                                         steps_per_temperature)
+        run = OnTheFly(model, EMT(), Path(directory) / f"stage{stage}", timestep_fs=TIMESTEP_FS,
+                       friction_per_fs=FRICTION_PER_FS, temperature_K=temperature,
+                       random_state=seed, training=start + labelled, **settings).run(
+                           atoms, steps_per_temperature)
+        for configuration in run.labelled:
+            configuration.info["temperature_K"] = temperature
         model, labelled = run.model, labelled + run.labelled
         atoms = ase.io.read(Path(directory) / f"stage{stage}" / "md.xyz")
     return labelled
 
 
-def run_otf(seeds, system, threshold, steps_per_temperature):
-    from gapfit.active import label
-    from ase.calculators.emt import EMT
-    symbols, lattice = {"Cu": (["Cu"], 3.61), "CuAu": (["Cu", "Au"], 3.85)}[system]
-    print(f"\n(b) on the fly, EMT {system} (32 atoms), MD at {', '.join(f'{t:.0f}' for t in TEMPERATURES_K)}"
-          f" K, {steps_per_temperature} steps of 2 fs each; threshold {1e3 * threshold:.0f} meV/Å on"
-          f" the largest force std; target force MAE <= {1e3 * TARGET_FORCE_MAE:.0f} meV/Å")
+def _shown(calls, available):
+    return f">{available}" if calls is None else str(calls)
+
+
+def _curve(maes):
+    return " ".join(f"{1e3 * mae:.0f}" for mae in maes)
+
+
+def run_otf(seeds, system, cell, settings, steps_per_temperature, reference=False):
+    from threadpoolctl import threadpool_limits
+    symbols = SYSTEMS[system]
+    n_atoms = len(alloy_cell(symbols, cell, np.random.default_rng(0)))
+    stages = ", ".join(f"{t:.0f}" for t in TEMPERATURES_K)
+    print(f"\n(b) on the fly, EMT {system} ({cell}, {n_atoms} atoms), Langevin MD through {stages} K,"
+          f" {steps_per_temperature} steps of {TIMESTEP_FS:g} fs at each; target force MAE <="
+          f" {1e3 * TARGET_FORCE_MAE:.0f} meV/Å on fresh EMT MD snapshots (another arrangement,"
+          f" another seed, every {TEST_INTERVAL} steps of the same schedule)")
+    print(f"  on the fly: OnTheFly with score {settings['score']}, threshold"
+          f" {1e3 * settings['threshold']:.0f} meV/Å, a check every {settings['check_every']} steps;"
+          f" random: snapshots every {POOL_INTERVAL} steps of an EMT MD from the same start"
+          f" configuration through the same schedule, in random order")
     print(f"  recipe: TwoBody(n_sparse=20) + SOAP(r_cut=4.5, n_max=4, l_max=3, n_sparse={OTF_SPARSE}),"
-          " energy_sigma 2 meV/atom, force_sigma 20 meV/Å; start: one EMT-labelled configuration")
+          " energy_sigma 2 meV/atom, force_sigma 20 meV/Å, refitted for every k; start: one"
+          " EMT-labelled configuration (the start cell rattled by 0.05 Å)")
     table = []
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        start = [label(alloy_cell(symbols, lattice, rng, rattle=0.05), EMT())]
-        test_rng = np.random.default_rng(1000 + seed)
-        test = oracle_md(alloy_cell(symbols, lattice, test_rng), steps_per_temperature, 50,
-                         test_rng)
-        begin = time.perf_counter()
-        with tempfile.TemporaryDirectory() as directory:
-            otf_labels = on_the_fly_labels(start, threshold, steps_per_temperature, seed,
-                                           directory)
-        otf_seconds = time.perf_counter() - begin
-        otf_calls, otf_maes = calls_to_target(start, otf_labels, test, seed)
-        snapshots = oracle_md(alloy_cell(symbols, lattice, rng), steps_per_temperature, 10, rng)
-        order = rng.permutation(len(snapshots))
-        random_calls, random_maes = calls_to_target(start, [snapshots[i] for i in order], test,
-                                                    seed)
-        table.append((seed, otf_calls, len(otf_labels), random_calls, len(snapshots)))
-        print(f"  seed {seed}: start MAE {1e3 * otf_maes[0]:.0f} meV/Å on {len(test)} test snapshots;"
-              f" on the fly {len(otf_labels)} calls ({otf_seconds:.0f} s), MAE after them"
-              f" {' '.join(f'{1e3 * m:.0f}' for m in otf_maes[1:])}; random MAE "
-              f"{' '.join(f'{1e3 * m:.0f}' for m in random_maes[1:])}", flush=True)
+    # matrices here are small: BLAS threads only contend with each other on a shared machine
+    with threadpool_limits(limits=1, user_api="blas"):
+        for seed in seeds:
+            table.append(_otf_seed(seed, symbols, cell, settings, steps_per_temperature,
+                                   reference))
+    _print_otf_table(table, reference)
 
-    def shown(calls, available):
-        return f">{available}" if calls is None else str(calls)
 
+def _otf_seed(seed, symbols, cell, settings, steps_per_temperature, reference):
+    """One seed of (b): the start, the test set, both arms (and the reference); prints the
+    MAE curves and returns {arm: (calls to the target or None, calls available)}."""
+    from ase.calculators.emt import EMT
+    from gapfit.active import label
+    rng = np.random.default_rng(seed)
+    atoms = alloy_cell(symbols, cell, rng)
+    atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)
+    start = [label(atoms, EMT())]
+    test_rng = np.random.default_rng(1000 + seed)
+    test = oracle_md(alloy_cell(symbols, cell, test_rng), steps_per_temperature, TEST_INTERVAL,
+                     test_rng)
+    begin = time.perf_counter()
+    with tempfile.TemporaryDirectory() as directory:
+        otf_labels = on_the_fly_labels(start, settings, steps_per_temperature, seed, directory)
+    otf_seconds = time.perf_counter() - begin
+    otf_calls, otf_maes = calls_to_target(start, otf_labels, test, seed)
+    snapshots = oracle_md(start[0], steps_per_temperature, POOL_INTERVAL, rng)
+    shuffled = [snapshots[i] for i in rng.permutation(len(snapshots))]
+    random_calls, random_maes = calls_to_target(start, shuffled, test, seed)
+    row = {"seed": seed, "otf": (otf_calls, len(otf_labels)),
+           "random": (random_calls, len(snapshots))}
+    stages = " ".join(f"{a.info['temperature_K']:.0f}" for a in otf_labels)
+    print(f"  seed {seed}: {len(test)} test snapshots, start MAE {1e3 * otf_maes[0]:.0f} meV/Å;"
+          f" on the fly {len(otf_labels)} calls ({otf_seconds:.0f} s) at K: {stages}", flush=True)
+    print(f"    MAE (meV/Å) after k = 1, 2, ... labels: on the fly {_curve(otf_maes[1:])};"
+          f" random {_curve(random_maes[1:])}", flush=True)
+    if reference:
+        calls, maes = largest_error_labels(start, snapshots, test, seed, max_calls=8)
+        row["reference"] = (calls, 8)
+        print(f"    largest-error reference {_curve(maes[1:])}", flush=True)
+    return row
+
+
+def _print_otf_table(table, reference):
+    columns = ["otf", "random"] + (["reference"] if reference else [])
+    titles = {"otf": "on the fly", "random": "random", "reference": "largest error"}
     print(f"\noracle calls to reach force MAE <= {1e3 * TARGET_FORCE_MAE:.0f} meV/Å")
-    print(f"{'seed':<6}{'on the fly':>12}{'random':>10}")
-    for seed, otf_calls, n_otf, random_calls, n_random in table:
-        print(f"{seed:<6}{shown(otf_calls, n_otf):>12}{shown(random_calls, n_random):>10}")
+    print(f"{'seed':<6}" + "".join(f"{titles[c]:>15}" for c in columns))
+    for row in table:
+        print(f"{row['seed']:<6}" + "".join(f"{_shown(*row[c]):>15}" for c in columns))
     # a seed that never reached the target counts as infinitely many calls
-    otf_median = np.median([np.inf if row[1] is None else row[1] for row in table])
-    random_median = np.median([np.inf if row[3] is None else row[3] for row in table])
-    print(f"{'median':<6}{otf_median:>12g}{random_median:>10g}")
-    print(f"target: on the fly at most half the calls of random: "
-          f"{'ok' if 2 * otf_median <= random_median else 'MISSED'}")
+    medians = {c: np.median([np.inf if row[c][0] is None else row[c][0] for row in table])
+               for c in columns}
+    print(f"{'median':<6}" + "".join(f"{medians[c]:>15g}" for c in columns))
+    if medians["random"] == 0:
+        verdict = "not measured: the start configuration alone meets the target"
+    else:
+        verdict = "ok" if 2 * medians["otf"] <= medians["random"] else "MISSED"
+    print(f"target: on the fly at most half the calls of random: {verdict}")
 
 
 def main(argv=None):
@@ -221,10 +310,19 @@ def main(argv=None):
     parser.add_argument("--optimize", action="store_true",
                         help="(a): the recipe optimises its sigmas and deltas by the marginal "
                              "likelihood at every size (both arms)")
-    parser.add_argument("--system", choices=["Cu", "CuAu"], default="CuAu", help="EMT system in (b)")
-    parser.add_argument("--threshold", type=float, default=0.1,
-                        help="largest force std (eV/Å) above which (b) calls the oracle")
+    parser.add_argument("--system", choices=sorted(SYSTEMS), default="CuAgAu",
+                        help="EMT system in (b)")
+    parser.add_argument("--cell", choices=CELLS, default="vacancy", help="cell in (b)")
+    parser.add_argument("--threshold", type=float, default=0.06,
+                        help="uncertainty (eV/Å) above which (b) calls the oracle")
+    parser.add_argument("--otf-score", choices=["forces", "forces_rms"], default="forces_rms",
+                        help="uncertainty score of the MD frame in (b) (gapfit.active.uncertainty_score)")
+    parser.add_argument("--check-every", type=int, default=25,
+                        help="MD steps between uncertainty checks in (b)")
     parser.add_argument("--steps", type=int, default=150, help="MD steps per temperature in (b)")
+    parser.add_argument("--reference", action="store_true",
+                        help="(b) also adds the snapshot with the largest error first (needs every"
+                             " snapshot's label: a reference, not a method)")
     args = parser.parse_args(argv)
     if args.part in ("pool", "both"):
         if MLEARN.is_dir():
@@ -232,7 +330,9 @@ def main(argv=None):
         else:
             print(f"(a) skipped: mlearn data not found at {MLEARN}")
     if args.part in ("otf", "both"):
-        run_otf(args.seeds, args.system, args.threshold, args.steps)
+        settings = {"threshold": args.threshold, "score": args.otf_score,
+                    "check_every": args.check_every}
+        run_otf(args.seeds, args.system, args.cell, settings, args.steps, args.reference)
     return 0
 
 
