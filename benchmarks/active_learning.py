@@ -8,7 +8,8 @@
 ../shared/data/mlearn): start from 10 random training configurations, then add 10 at a time
 up to 60, chosen by ``gapfit.active.select`` (``--strategy``, default "batch": the largest
 force uncertainty, conditioned on the picks so far; "coverage": the largest expected drop of the
-whole pool's force variance; "uncertainty") or at random; the model is refitted on the
+whole pool's force variance; "uncertainty"; "largest_error", a yardstick that is no method:
+the configurations the current fit gets most wrong, read from the pool's labels) or at random; the model is refitted on the
 labelled set at every size (sparse points from that set) and its force MAE measured on the
 whole Mo test set. Same 10 starting configurations for both, for each seed. The recipe is a
 cheaper one than the default (printed with the results).
@@ -73,8 +74,13 @@ def pool_curve(train, test, strategy, seed, n_sparse, score="forces", optimize=F
             remaining = [i for i in range(len(train)) if i not in labelled]
             # the pool goes in without labels: Atoms.copy() leaves the calculator behind
             pool = [train[i].copy() for i in remaining]
-            picks = select(model, pool, size - len(labelled), strategy=strategy, random_state=rng,
-                           score=score)
+            if strategy == "largest_error":
+                # a yardstick, not a method: it reads the pool's labels
+                errors = [force_mae(model, [train[i]]) for i in remaining]
+                picks = np.argsort(errors)[::-1][:size - len(labelled)]
+            else:
+                picks = select(model, pool, size - len(labelled), strategy=strategy,
+                               random_state=rng, score=score)
             labelled += [remaining[p] for p in picks]
         model = pool_recipe(n_sparse, seed, optimize).fit([train[i] for i in labelled])
         curve.append(force_mae(model, test))
@@ -303,7 +309,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["pool", "otf", "both"], default="both")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategy", choices=["batch", "uncertainty", "coverage"], default="batch")
+    parser.add_argument("--strategy", choices=["batch", "uncertainty", "coverage", "largest_error"],
+                        default="batch",
+                        help="selection rule in (a); largest_error is a yardstick that reads the "
+                             "pool's labels (the configurations the current fit gets most wrong)")
     parser.add_argument("--n-sparse", type=int, default=200, help="SOAP sparse points in (a)")
     parser.add_argument("--score", choices=["forces", "forces_rms", "energy"], default="forces",
                         help="uncertainty score of a configuration in (a) (gapfit.active.select)")
