@@ -104,6 +104,15 @@ def _joblib_results(func, chunks, n_jobs, memory):
         yield result
 
 
+def _submit_chunks(client, func, chunks):
+    """(name, futures): func(chunk) on dask workers, one task per chunk, keys under a fresh
+    unique name (a rerun never reuses an earlier run's results); a dead worker's chunks run
+    again."""
+    name = f"{_task_name(func)}-{uuid.uuid4().hex[:8]}"
+    return name, client.map(partial(_run_in_worker, func), chunks, pure=False, retries=2,
+                            key=[f"{name}-{i}" for i in range(len(chunks))])
+
+
 def map_chunks(func, chunks, n_jobs=None, client=None, progress=None, memory=None):
     """[func(c) for c in chunks], computed by the chosen backend.
 
@@ -119,9 +128,7 @@ def map_chunks(func, chunks, n_jobs=None, client=None, progress=None, memory=Non
     chunks = list(chunks)
     if client is not None:
         client = _dask_client(client)
-        name = f"{_task_name(func)}-{uuid.uuid4().hex[:8]}"
-        futures = client.map(partial(_run_in_worker, func), chunks, pure=False, retries=2,
-                             key=[f"{name}-{i}" for i in range(len(chunks))])
+        _, futures = _submit_chunks(client, func, chunks)
         results = client.gather(futures)
         _note_dask_workers(client, memory)
         return results
@@ -145,9 +152,7 @@ def map_reduce_chunks(func, combine, chunks, n_jobs=None, client=None, progress=
     chunks = list(chunks)
     if client is not None:
         client = _dask_client(client)
-        name = f"{_task_name(func)}-{uuid.uuid4().hex[:8]}"
-        futures = client.map(partial(_run_in_worker, func), chunks, pure=False, retries=2,
-                             key=[f"{name}-{i}" for i in range(len(chunks))])
+        name, futures = _submit_chunks(client, func, chunks)
         merges = iter(range(len(chunks)))
 
         def submit(left, right):
