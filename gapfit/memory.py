@@ -11,29 +11,30 @@ import sys
 import threading
 
 
-def own_peak_rss_mb():
-    """High-water mark of this process's resident memory, MB (``VmHWM``; ru_maxrss elsewhere)."""
+def _proc_status_mb(field):
+    """A kB field of /proc/self/status (e.g. ``VmHWM``) in MB, or None where /proc is absent."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024 / 1e6
     except OSError:
-        pass
+        return None
+    return None
+
+
+def own_peak_rss_mb():
+    """High-water mark of this process's resident memory, MB (``VmHWM``; ru_maxrss elsewhere)."""
+    peak = _proc_status_mb("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
 
 def current_rss_mb():
     """Resident memory of this process now, MB (``VmRSS``; None where /proc is absent)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024 / 1e6
-    except OSError:
-        return None
-    return None
+    return _proc_status_mb("VmRSS")
 
 
 class PeakMemory:
