@@ -106,15 +106,22 @@ def _whitened(precision_upper, rows):
                             check_finite=False)
 
 
-def _coverage_gains(candidates, precision_upper):
+def _pool_gram(candidates):
+    """G = Σ aᵀa over the score rows of ``candidates`` (M, M)."""
+    return sum(c.rows.T @ c.rows for c in candidates)
+
+
+def _coverage_gains(candidates, precision_upper, gram=None):
     """For every candidate, the drop of the summed reducible variance (a Σ_α aᵀ over all score
-    rows of the whole pool) that conditioning on its training rows would bring.
+    rows of the whole pool) that conditioning on its training rows would bring. ``gram``:
+    ``_pool_gram(candidates)`` if the caller already holds it.
 
     With W = T R⁻¹ (T: the candidate's weighted training rows) and H = R⁻ᵀ G R⁻¹, G = Σ_pool aᵀa,
     Woodbury gives the drop as tr((I + W Wᵀ)⁻¹ W H Wᵀ): a label counts by how much it teaches
     about everything in the pool, so a typical configuration can beat an odd one.
     """
-    gram = sum(c.rows.T @ c.rows for c in candidates)
+    if gram is None:
+        gram = _pool_gram(candidates)
     half = _whitened(precision_upper, gram)                 # R⁻ᵀ G
     whitened_gram = _whitened(precision_upper, half)        # R⁻ᵀ G R⁻¹ (G is symmetric)
     gains = np.empty(len(candidates))
@@ -168,9 +175,11 @@ def _greedy(candidates, precision, n, strategy, score):
     """Greedy batch/coverage picks, conditioning the posterior on each pick in turn."""
     chosen = []
     remaining = list(range(len(candidates)))
+    # coverage: the pool's Gram matrix once, less each pick's share (picks leave the pool)
+    gram = _pool_gram(candidates) if strategy == "coverage" else None
     for _ in range(n):
         if strategy == "coverage":
-            scores = _coverage_gains([candidates[i] for i in remaining], precision)
+            scores = _coverage_gains([candidates[i] for i in remaining], precision, gram)
         else:
             scores = np.array([candidates[i].score(precision, score, reducible=True)
                                for i in remaining])
@@ -178,6 +187,8 @@ def _greedy(candidates, precision, n, strategy, score):
         chosen.append(best)
         remaining.remove(best)
         precision = gp.combine_factors([precision, candidates[best].training_rows])
+        if gram is not None:
+            gram = gram - candidates[best].rows.T @ candidates[best].rows
     return chosen
 
 
