@@ -3,7 +3,6 @@
 Benchmark-only: ``quippy-ase`` has a non-commercial licence and is never a gapfit dependency.
 """
 
-import json
 import os
 import shutil
 import time
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
-from ase.calculators.singlepoint import SinglePointCalculator
 
 try:
     from benchmarks._memory import measure_command
@@ -30,10 +28,6 @@ __all__ = [
     "time_quip_calls",
     "prediction_errors",
 ]
-
-# 1 kBar = 0.1 GPa; 1 eV/Å^3 = 160.21766208 GPa.
-_KBAR_TO_EV_PER_A3 = 0.1 / 160.21766208
-
 
 def have_quip():
     """True when both the ``quippy`` module and the ``gap_fit`` executable are available."""
@@ -65,48 +59,16 @@ def gap_fit_executable():
 # data
 
 
-def _read_mlearn(path):
-    """Read an mlearn JSON file into Atoms carrying the DFT labels (private fallback reader).
-
-    Labels are attached as a SinglePointCalculator: energy (eV), forces (eV/Å), stress
-    (eV/Å^3, ASE sign and Voigt order xx, yy, zz, yz, xz, xy).  ``info["config_type"]`` is
-    the mlearn group (AIMD-NVT, Elastic, Vacancy, Surface).
-    """
-    with open(path) as handle:
-        entries = json.load(handle)
-    atoms_list = []
-    for index, entry in enumerate(entries):
-        structure = entry["structure"]
-        symbols = [site["species"][0]["element"] for site in structure["sites"]]
-        positions = np.array([site["xyz"] for site in structure["sites"]], dtype=float)
-        cell = np.array(structure["lattice"]["matrix"], dtype=float)
-        atoms = Atoms(symbols=symbols, positions=positions, cell=cell, pbc=True)
-        outputs = entry["outputs"]
-        forces = np.array(outputs["forces"], dtype=float)
-        if forces.shape != (len(atoms), 3):
-            raise ValueError(f"{path}: configuration {index}: forces have shape {forces.shape}, "
-                             f"expected ({len(atoms)}, 3)")
-        # VASP order xx, yy, zz, xy, yz, xz in kBar, positive = compressive.
-        vxx, vyy, vzz, vxy, vyz, vxz = np.array(outputs["virial_stress"], dtype=float)
-        stress = -np.array([vxx, vyy, vzz, vyz, vxz, vxy]) * _KBAR_TO_EV_PER_A3
-        atoms.calc = SinglePointCalculator(atoms, energy=float(outputs["energy"]),
-                                           forces=forces, stress=stress)
-        atoms.info["config_type"] = entry.get("group", "default")
-        atoms.info["mlearn_index"] = index
-        atoms_list.append(atoms)
-    return atoms_list
-
-
 def load_mlearn(path):
     """Read an mlearn JSON file (list of Atoms with DFT labels on a SinglePointCalculator).
 
-    Uses ``gapfit.io.read_mlearn`` when the project provides it, otherwise a private reader
-    with the same conventions (eV, eV/Å, ASE stress in eV/Å^3, ``info["config_type"]``).
+    Always ``gapfit.io.read_mlearn``, so both codes see the same labels: the stress component
+    order it uses was checked against the data (tests/test_io.py) and differs from the one the
+    data README states; a reader following the README hands gap_fit swapped shear virials
+    (on Mo_train[::5] that raised gap_fit's test stress MAE from 0.27 to 0.64 GPa).
     """
-    try:
-        from gapfit.io import read_mlearn
-    except ImportError:
-        return _read_mlearn(path)
+    from gapfit.io import read_mlearn
+
     return read_mlearn(path)
 
 
