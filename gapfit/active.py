@@ -20,6 +20,7 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from threadpoolctl import threadpool_limits
 
 from . import gp
+from .training import voigt_sigmas
 from .hyperparameters import target_settings
 from .variance import Posterior, structure_targets, target_variances
 
@@ -96,7 +97,8 @@ def _weighted_rows(model, atoms, targets):
         rows.append(targets.force_rows.reshape(-1, targets.force_rows.shape[-1])
                     / (force_sigma * scales.get("forces", 1.0)))
     if model.fit_virial and atoms.pbc.all():
-        rows.append(targets.virial_rows / (virial_sigma * scales.get("virial", 1.0)))
+        sigmas = voigt_sigmas(virial_sigma * scales.get("virial", 1.0))
+        rows.append(targets.virial_rows / sigmas[:, None])
     return np.concatenate(rows)
 
 

@@ -56,7 +56,8 @@ def noise_summary(settings, chunk):
     if settings.fit_virial:
         with_stress = [k for k, s in enumerate(labels.stresses) if s is not None]
         if with_stress:
-            summary.add("virial", 6 * len(with_stress), 6 * np.log(sigmas[with_stress, 2]).sum())
+            summary.add("virial", 6 * len(with_stress),
+                        np.log(training.voigt_sigmas(sigmas[with_stress, 2])).sum())
     return summary
 
 

@@ -132,6 +132,19 @@ def merge_candidate_lists(plans, a, b):
             for plan, x, y in zip(plans, a, b)]
 
 
+# The squared error of a virial is summed over its nine tensor components (the Frobenius
+# norm, as gap_fit does), which counts each shear component twice: in Voigt form the shear
+# sigmas are divided by √2. Unlike a plain sum over the six Voigt numbers, this loss does not
+# change when the training structures are rotated.
+VOIGT_SIGMA_SCALE = np.array([1.0, 1.0, 1.0, 2.0 ** -0.5, 2.0 ** -0.5, 2.0 ** -0.5])
+
+
+def voigt_sigmas(virial_sigma):
+    """Sigmas (eV) of the six Voigt virial components xx, yy, zz, yz, xz, xy for a virial
+    sigma (eV, already scaled by √N): (..., 6) for an array of them."""
+    return np.multiply.outer(virial_sigma, VOIGT_SIGMA_SCALE)
+
+
 @dataclass
 class TargetSettings:
     """How labels become weighted targets: e0 per atomic number (eV) and sigmas.
@@ -180,7 +193,7 @@ def factors(terms, settings, chunk):
                                       for k in with_stress])
             rows_virial = rows.virial[with_stress].reshape(len(virials), -1)
             result["virial"] = gp.weighted_factor(rows_virial, virials,
-                                                  np.repeat(sigmas[with_stress, 2], 6))
+                                                  voigt_sigmas(sigmas[with_stress, 2]).reshape(-1))
     return result
 
 

@@ -44,7 +44,8 @@ def dense_log_marginal_likelihood(model, structures):
         sigmas.append(np.full(3 * len(atoms), model.force_sigma))
         design.append(rows.forces[start: start + len(atoms)].reshape(3 * len(atoms), -1))
         targets.append(-stress * atoms.get_volume())
-        sigmas.append(np.full(6, model.virial_sigma * root_n))
+        # shear components count twice in the tensor's squared norm: sigma / √2 in Voigt form
+        sigmas.append(model.virial_sigma * root_n * np.array([1, 1, 1, 2 ** -0.5, 2 ** -0.5, 2 ** -0.5]))
         design.append(rows.virial[index])
     y, sigma, a = np.concatenate(targets), np.concatenate(sigmas), np.concatenate(design)
     k_mm = model._sparse_covariance()
