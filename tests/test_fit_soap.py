@@ -69,6 +69,25 @@ def test_soap_stress_is_the_strain_derivative(model, shipped):
     assert np.abs(analytic - numeric).max() < 1e-6 * np.abs(analytic).max() + 1e-9
 
 
+def test_cosine_weighted_soap_forces_and_stress_are_energy_derivatives(shipped):
+    """GAP's cutoff-function weighting (not in dscribe) through the whole fit and prediction."""
+    train, test = shipped
+    terms = [gapfit.TwoBody(cutoff=5.0, transition_width=0.5, n_sparse=15),
+             gapfit.SOAP(r_cut=4.5, n_max=5, l_max=4, sigma=0.5, zeta=4, delta=0.2, n_sparse=60,
+                         weighting="cosine", transition_width=1.0)]
+    model = gapfit.GAP(terms=terms, energy_sigma=0.001, force_sigma=0.03, virial_sigma=0.02,
+                       random_state=0).fit(train[::3])
+    atoms = test[5]
+    analytic = model.predict_structure(atoms).forces[:3]
+    numeric = finite_difference_forces(model, atoms, step=1e-4)
+    assert np.abs(analytic - numeric).max() < 1e-6 * np.abs(analytic).max() + 1e-8
+    strained = test[7].copy()
+    strained.calc = gapfit.GAPCalculator(model)
+    analytic = strained.get_stress()
+    numeric = finite_difference_stress(model, strained, step=1e-4)
+    assert np.abs(analytic - numeric).max() < 1e-6 * np.abs(analytic).max() + 1e-9
+
+
 def test_soap_energy_invariant_under_rotation_translation_permutation(model, shipped):
     atoms = shipped[1][3]
     reference = model.predict_structure(atoms)

@@ -155,6 +155,55 @@ def test_species_and_weighting_validation():
     assert inferred.r_cut == POLY["r0"]
 
 
+COSINE = {"function": "cosine", "r0": 4.5, "c": 1.0, "d": 1.0}
+
+
+def test_cosine_weight_is_one_then_a_half_cosine_then_zero():
+    weighting = (_soap_kernels.WEIGHT_COSINE, np.array([4.5, 2.0, 0.0, 1.0]), False, 0.0, 0.0)
+    radii = np.array([0.0, 1.0, 3.5, 3.7, 4.0, 4.3, 4.5, 5.0])
+    values = np.array([_soap_kernels.weight_and_derivative(r, weighting)[0] for r in radii])
+    taper = 2.0 * 0.5 * (1.0 + np.cos(np.pi * (radii - 3.5) / 1.0))
+    expected = np.where(radii <= 3.5, 2.0, np.where(radii >= 4.5, 0.0, taper))
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-14)
+    for r in (3.2, 3.6, 4.0, 4.45):
+        slope = _soap_kernels.weight_and_derivative(r, weighting)[1]
+        step = 1e-6
+        numeric = (_soap_kernels.weight_and_derivative(r + step, weighting)[0]
+                   - _soap_kernels.weight_and_derivative(r - step, weighting)[0]) / (2 * step)
+        assert abs(slope - numeric) < 1e-8
+
+
+def test_cosine_weighting_leaves_atoms_inside_the_taper_as_dscribe_unweighted():
+    """Every pair closer than r0 - d has weight 1, so the features are dscribe's without a
+    weighting, with the radial basis reaching r_cut (beyond r0, as SOAP(weighting="cosine")
+    sets it up)."""
+    cluster = Atoms("Mo3W", positions=[[0, 0, 0], [2.6, 0, 0], [0.4, 2.5, 0.3], [1.1, 0.9, 2.2]])
+    cosine = SOAPDescriptor(["Mo", "W"], r_cut=6.5, n_max=5, l_max=4, sigma=0.5,
+                            weighting={"function": "cosine", "r0": 5.0, "c": 1.0, "d": 1.0})
+    assert cosine.cutoff == 5.0
+    assert cluster.get_all_distances().max() < 4.0
+    unweighted = SOAPDescriptor(["Mo", "W"], r_cut=6.5, n_max=5, l_max=4, sigma=0.5)
+    assert relative_error(features(cosine, cluster).features,
+                          dscribe_features(unweighted, cluster)) < 1e-10
+    with pytest.raises(ValueError, match="cosine"):
+        cosine.to_dscribe()
+
+
+def test_cosine_weighting_validation_and_soap_term_set_up():
+    with pytest.raises(ValueError, match="taper width"):
+        SOAPDescriptor(["Mo"], weighting={"function": "cosine", "r0": 4.0, "c": 1.0, "d": 0.0})
+    with pytest.raises(ValueError, match="taper width"):
+        SOAPDescriptor(["Mo"], weighting={"function": "cosine", "r0": 4.0, "c": 1.0, "d": 5.0})
+    import gapfit
+    term = gapfit.SOAP(r_cut=4.5, sigma=0.4, weighting="cosine", transition_width=0.8).build([42])
+    assert term.descriptor_.cutoff == 4.5                 # the weight is zero beyond r_cut
+    assert term.descriptor_.r_cut == pytest.approx(4.5 + 5 * 0.4)   # the basis reaches farther
+    assert term.descriptor_.weighting == {"function": "cosine", "r0": 4.5, "c": 1.0, "d": 0.8}
+    poly = gapfit.SOAP(r_cut=4.5).build([42])
+    assert poly.descriptor_.r_cut == 4.5 and poly.descriptor_.weighting["function"] == "poly"
+    assert gapfit.SOAP(weighting="cosine", basis_r_cut=6.0).build([42]).descriptor_.r_cut == 6.0
+
+
 # --- gradients ---------------------------------------------------------------------------
 
 def test_gradients_equal_dscribe_analytic_on_two_species_cluster():
@@ -169,8 +218,8 @@ def test_gradients_equal_dscribe_analytic_on_two_species_cluster():
     assert relative_error(dense_gradients(environments, len(cluster)), reference_gradients) < 1e-9
 
 
-@pytest.mark.parametrize("weighting", [None, {"function": "poly", "r0": 4.5, "c": 1.0, "m": 3}],
-                         ids=["unweighted", "poly"])
+@pytest.mark.parametrize("weighting", [None, {"function": "poly", "r0": 4.5, "c": 1.0, "m": 3}, COSINE],
+                         ids=["unweighted", "poly", "cosine"])
 def test_periodic_gradients_match_finite_differences(weighting):
     atoms = rattled_bcc((2, 2, 1), seed=7, symbols=("Mo", "Nb"))
     descriptor = SOAPDescriptor(["Mo", "Nb"], r_cut=4.5, n_max=4, l_max=4, sigma=0.5,
@@ -182,6 +231,10 @@ def test_periodic_gradients_match_finite_differences(weighting):
     numeric = central_differences(lambda a: features(descriptor, a).features, atoms,
                                   moved_atoms)
     assert relative_error(analytic[:, moved_atoms], numeric) < 1e-7
+    if weighting is COSINE:   # not in dscribe; make sure pairs sit inside the taper
+        distances = build_neighbor_list(atoms, descriptor.cutoff).distances
+        assert ((distances > 3.5) & (distances < 4.5)).sum() > 10
+        return
     numeric_dscribe = central_differences(lambda a: dscribe_features(descriptor, a), atoms,
                                           moved_atoms[:1])
     assert relative_error(analytic[:, moved_atoms[:1]], numeric_dscribe) < 1e-7
@@ -199,7 +252,7 @@ def test_one_atom_cell_gradients_sum_over_images():
 
 
 @pytest.mark.parametrize("species_symbols", [("Mo",), ("Mo", "Nb", "W")])
-@pytest.mark.parametrize("weighting", [None, POLY], ids=["unweighted", "poly"])
+@pytest.mark.parametrize("weighting", [None, POLY, COSINE], ids=["unweighted", "poly", "cosine"])
 def test_backward_equals_contracted_pair_gradients(species_symbols, weighting):
     atoms = rattled_bcc((2, 2, 2), seed=8, symbols=species_symbols)
     descriptor = SOAPDescriptor(list(species_symbols), r_cut=4.0, n_max=5, l_max=5,

@@ -22,6 +22,7 @@ WEIGHT_NONE = 0
 WEIGHT_POLY = 1
 WEIGHT_POW = 2
 WEIGHT_EXP = 3
+WEIGHT_COSINE = 4
 
 _LN2_HIGH = 6.93147180369123816490e-01
 _LN2_LOW = 1.90821492927058770002e-10
@@ -98,6 +99,15 @@ def weight_and_derivative(r, weighting):
         if r > 0.0:
             dw = -c * m * x ** (m - 1.0) / r0 / (denominator * denominator)
         return c / denominator, dw
+    if kind == WEIGHT_COSINE:
+        # c inside r0 - d, a half cosine from c down to 0 over the last d Å before r0
+        if r >= r0:
+            return 0.0, 0.0
+        start = r0 - d
+        if r <= start:
+            return c, 0.0
+        phase = np.pi * (r - start) / d
+        return 0.5 * c * (1.0 + np.cos(phase)), -0.5 * c * np.pi / d * np.sin(phase)
     if kind == WEIGHT_EXP:
         decay = np.exp(-r / r0)
         denominator = d + decay

@@ -1,7 +1,9 @@
 """SOAP power spectrum with dscribe's GTO radial basis, computed in numba.
 
-Features equal ``dscribe.descriptors.SOAP(rbf="gto", average="off", compression off)``;
-analytic pair gradients and a vector-Jacobian product (for forces in MD) come with it.
+Features equal ``dscribe.descriptors.SOAP(rbf="gto", average="off", compression off)``
+with the same weighting; analytic pair gradients and a vector-Jacobian product (for forces
+in MD) come with it. One weighting dscribe lacks: "cosine" (GAP's cutoff function), weight c
+up to r0 - d and c (1 + cos(pi (r - r0 + d) / d)) / 2 from there to 0 at r0.
 """
 import copy
 
@@ -14,7 +16,8 @@ from . import _soap_basis as basis
 from . import _soap_kernels as kernels
 from .base import Descriptor, LocalEnvironments
 
-_WEIGHT_KINDS = {"poly": kernels.WEIGHT_POLY, "pow": kernels.WEIGHT_POW, "exp": kernels.WEIGHT_EXP}
+_WEIGHT_KINDS = {"poly": kernels.WEIGHT_POLY, "pow": kernels.WEIGHT_POW, "exp": kernels.WEIGHT_EXP,
+                 "cosine": kernels.WEIGHT_COSINE}
 
 
 def _atomic_number(species):
@@ -44,13 +47,17 @@ def _validated_weighting(weighting):
     if function not in _WEIGHT_KINDS:
         raise ValueError(f"SOAP weighting: unknown function {function!r}, "
                          f"choose one of {sorted(_WEIGHT_KINDS)}")
-    required = {"poly": ("r0", "c", "m"), "pow": ("r0", "c", "d", "m"), "exp": ("r0", "c", "d")}
+    required = {"poly": ("r0", "c", "m"), "pow": ("r0", "c", "d", "m"), "exp": ("r0", "c", "d"),
+                "cosine": ("r0", "c", "d")}
     for name in required[function]:
         value = weighting.get(name)
         if value is None or value < 0 or (name == "r0" and value == 0):
             relation = "> 0" if name == "r0" else ">= 0"
             raise ValueError(f"SOAP weighting {function!r}: {name} must be {relation}, got {value}")
         weighting[name] = float(value)
+    if function == "cosine" and not 0 < weighting["d"] <= weighting["r0"]:
+        raise ValueError(f"SOAP weighting 'cosine': d, the taper width, must be in (0, r0 = "
+                         f"{weighting['r0']}] Å, got {weighting['d']}")
     if function in ("pow", "exp"):
         weighting["threshold"] = float(weighting.get("threshold", 1e-2))
     return weighting
@@ -60,7 +67,7 @@ def _radius_from_weighting(weighting):
     """dscribe's r_cut when only a weighting is given (Å): where the weight reaches its
     threshold (pow, exp) or zero (poly)."""
     function = weighting.get("function")
-    if function == "poly":
+    if function in ("poly", "cosine"):
         return weighting["r0"]
     if function == "pow":
         return weighting["r0"] * (weighting["c"] / weighting["threshold"] - weighting["d"]) ** (
@@ -88,7 +95,10 @@ class SOAPDescriptor(Descriptor):
     sigma : float, width (Å) of the Gaussian on each atom.
     weighting : dict or None, dscribe's weighting of the neighbour density, e.g.
         ``{"function": "poly", "r0": 5.0, "c": 1.0, "m": 2}``, ``"pow"`` (r0, c, d, m),
-        ``"exp"`` (r0, c, d), optionally ``"w0"``, the weight of the centre atom.
+        ``"exp"`` (r0, c, d), ``"cosine"`` (r0, c, d: weight c up to r0 - d Å, a half cosine
+        down to 0 at r0; not in dscribe), optionally ``"w0"``, the weight of the centre atom.
+        r_cut sets the reach of the radial basis; a weighting may end the environment
+        sooner (poly, cosine: at r0).
 
     Attributes
     ----------
@@ -125,8 +135,8 @@ class SOAPDescriptor(Descriptor):
         if self.r_cut <= 1.0:
             raise ValueError(f"SOAP: the GTO basis needs r_cut > 1 Å, got {self.r_cut}")
         self.cutoff = self.r_cut + basis.cutoff_padding(self.sigma)
-        if self.weighting.get("function") == "poly":
-            # the polynomial weight is exactly zero beyond r0: farther atoms add nothing
+        if self.weighting.get("function") in ("poly", "cosine"):
+            # these weights are exactly zero beyond r0: farther atoms add nothing
             self.cutoff = min(self.cutoff, self.weighting["r0"])
         self._set_up_basis()
 
@@ -157,6 +167,8 @@ class SOAPDescriptor(Descriptor):
         """The dscribe SOAP with the same settings (dense, no averaging or compression)."""
         from dscribe.descriptors import SOAP
 
+        if self.weighting.get("function") == "cosine":
+            raise ValueError("SOAP: dscribe has no cosine weighting")
         return SOAP(species=[int(z) for z in self.species], r_cut=self.r_cut, n_max=self.n_max,
                     l_max=self.l_max, sigma=self.sigma, rbf="gto",
                     weighting=copy.deepcopy(self.weighting) or None, periodic=periodic,
