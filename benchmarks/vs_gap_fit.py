@@ -1,22 +1,30 @@
 """gapfit against QUIP's gap_fit: the same recipe, the same training data, the same machine, one run.
 
-    python benchmarks/vs_gap_fit.py                 # Mo_train[::5] (39 configurations)
-    python benchmarks/vs_gap_fit.py --stride 1      # the full Mo training set (194 configurations)
-    python benchmarks/vs_gap_fit.py --threads 1     # gapfit on one core, as gap_fit runs
+    python benchmarks/vs_gap_fit.py                   # Mo_train[::5] (39 configurations), seeds 1, 2
+    python benchmarks/vs_gap_fit.py --stride 1 --seeds 1   # the full Mo training set
+    python benchmarks/vs_gap_fit.py --threads 1       # gapfit on one core, as gap_fit runs
 
-Recipe (ANCHORS.md): distance_2b (cutoff 5 Å, δ 1 eV, θ 1 Å, 20 uniform sparse points) +
-SOAP (n_max 8, l_max 6, r_cut 5 Å, σ 0.5 Å, ζ 4, δ 0.2 eV, CUR sparse points), sigmas
-0.002 eV/atom, 0.05 eV/Å, 0.05 eV/atom, e0 average, sparse jitter 1e-8, energies, forces
-and virials (gapfit's defaults differ only in the SOAP delta, 0.5 eV). Each fit runs in its own process; its wall
-time and peak RSS are measured from outside (benchmarks/_memory.py). Both models are then
-evaluated on the whole Mo test set. Needs ``pip install quippy-ase`` (benchmark extra) and
-../shared/data/mlearn.
+Recipe (ANCHORS.md): distance_2b (cutoff 5 Å, gap_fit's default 0.5 Å transition width, δ 1 eV,
+θ 1 Å, 20 uniform sparse points) + SOAP (n_max 8, l_max 6, cutoff 5 Å with a 1 Å cosine
+transition, σ 0.5 Å, ζ 4, δ 0.2 eV, CUR sparse points), sigmas 0.002 eV/atom, 0.05 eV/Å,
+0.05 eV/atom, e0 average, sparse jitter 1e-8, energies, forces and virials. In gapfit that is
+``TwoBody(transition_width=0.5)`` + ``SOAP(weighting="cosine", delta=0.2)``: gap_fit weighs the
+neighbour density with its cosine cutoff function (``cutoff_transition_width``), which
+gapfit's "cosine" weighting is; gapfit's default "poly" weighting is another descriptor.
+Each fit runs in its own process; its wall time and peak RSS are measured from outside
+(benchmarks/_memory.py). Both models are then evaluated on the whole Mo test set. Needs
+``pip install quippy-ase`` (benchmark extra) and ../shared/data/mlearn.
+
+Each code is fitted once per seed (gap_fit ``rnd_seed``, gapfit ``random_state``), the seeds
+drawing the CUR sparse points, and the test errors are compared seed by seed and as means.
 """
 import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _memory import measure_call  # noqa: E402
@@ -26,8 +34,8 @@ from _quip_reference import (have_quip, load_mlearn, prediction_errors,  # noqa:
 MLEARN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlearn"
 
 
-def fit_gapfit(train_path, stride, n_sparse, threads, model_path):
-    """Child process: read, fit the default recipe, save; returns the fit time (s)."""
+def fit_gapfit(train_path, stride, n_sparse, threads, model_path, seed):
+    """Child process: read, fit gap_fit's recipe, save; returns the fit time (s)."""
     if threads:
         import numba
         from threadpoolctl import threadpool_limits
@@ -36,13 +44,15 @@ def fit_gapfit(train_path, stride, n_sparse, threads, model_path):
     import gapfit
     train = gapfit.io.read_mlearn(train_path)[::stride]
     start = time.perf_counter()
-    # gap_fit's recipe spelled out (gapfit's own default SOAP delta is 0.5 eV, not 0.2)
-    model = gapfit.GAP(terms=[gapfit.TwoBody(cutoff=5.0, transition_width=1.0, theta=1.0, delta=1.0,
+    # gap_fit's recipe spelled out (gapfit's own defaults: 1 Å 2-body transition, "poly" SOAP
+    # weighting, SOAP delta 0.5 eV)
+    model = gapfit.GAP(terms=[gapfit.TwoBody(cutoff=5.0, transition_width=0.5, theta=1.0, delta=1.0,
                                              n_sparse=20, sparse_method="uniform"),
                               gapfit.SOAP(r_cut=5.0, n_max=8, l_max=6, sigma=0.5, zeta=4, delta=0.2,
+                                          weighting="cosine", transition_width=1.0,
                                           n_sparse=n_sparse, sparse_method="cur")],
                        energy_sigma=0.002, force_sigma=0.05, virial_sigma=0.05, e0="average",
-                       sparse_jitter=1e-8, random_state=0)
+                       sparse_jitter=1e-8, random_state=seed)
     model.fit(train)
     seconds = time.perf_counter() - start
     model.save(model_path)
@@ -73,15 +83,107 @@ def errors_by_group(test, predictions):
             for name, members in groups.items()}
 
 
+ERROR_ROWS = [("energy_mae", "test E MAE (meV/atom)"), ("energy_rmse", "test E RMSE (meV/atom)"),
+              ("force_mae", "test F MAE (meV/Å)"), ("force_rmse", "test F RMSE (meV/Å)"),
+              ("stress_mae", "test S MAE (GPa)")]
+TARGET_ERRORS = ("energy_mae", "force_mae", "stress_mae")
+
+
+def energy_errors(test, energies):
+    """|predicted - DFT| energy per atom of every test configuration, meV/atom."""
+    return np.array([abs(energy - atoms.get_potential_energy()) / len(atoms) * 1e3
+                     for atoms, energy in zip(test, energies)])
+
+
+def paired_energy_comparison(quip_errors, our_errors, resamples=20000, seed=0):
+    """Difference of the energy MAEs (gapfit - gap_fit, meV/atom), its 95% interval over
+    bootstrap resamples of the test configurations (both codes on the same resample), and the
+    number of configurations where gapfit is closer."""
+    picks = np.random.default_rng(seed).integers(0, len(quip_errors), (resamples, len(quip_errors)))
+    differences = our_errors[picks].mean(axis=1) - quip_errors[picks].mean(axis=1)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return our_errors.mean() - quip_errors.mean(), low, high, int((our_errors < quip_errors).sum())
+
+
+def run_seed(seed, train, train_path, test, args, workdir):
+    """Fit both codes with one seed; returns their fit measurements and per-group errors."""
+    seed_dir = workdir / f"seed_{seed}"
+    quip = run_gap_fit(train, seed_dir / "gap_fit", n_sparse_soap=args.n_sparse, rnd_seed=seed)
+    predictions = quip_predict(quip["gp_file"], test)
+    quip["groups"] = errors_by_group(test, predictions)
+    quip["energy_errors"] = energy_errors(test, predictions[0])
+    model_path = seed_dir / "gapfit.gap"
+    fit_seconds, wall, peak = measure_call(fit_gapfit, str(train_path), args.stride, args.n_sparse,
+                                           args.threads, str(model_path), seed)
+    predictions = gapfit_predict(model_path, test)
+    ours = {"wall_s": wall, "fit_s": fit_seconds, "peak_rss_mb": peak,
+            "groups": errors_by_group(test, predictions),
+            "energy_errors": energy_errors(test, predictions[0])}
+    for name, run in (("gap_fit", quip), ("gapfit", ours)):
+        errors = run["groups"]["all"]
+        print(f"seed {seed:>3} {name:<8} {run['wall_s']:>8.1f} s {run['peak_rss_mb']:>7.0f} MB   "
+              f"E {errors['energy_mae']:.2f} meV/atom  F {errors['force_mae']:.1f} meV/Å  "
+              f"S {errors['stress_mae']:.3f} GPa", flush=True)
+    return quip, ours
+
+
+def print_summary(seeds, quip_runs, our_runs, threads):
+    """Per-seed errors, means over seeds, ratios and the verdict against the issue's target."""
+    def mean(runs, key, group="all"):
+        return float(np.mean([run["groups"][group][key] for run in runs]))
+
+    print(f"\n{'seed':<6}" + "".join(f"{label.split(' (')[0][5:]:>22}" for _, label in ERROR_ROWS[::2]))
+    print(f"{'':<6}" + "".join(f"{'gap_fit':>12}{'gapfit':>10}" for _ in ERROR_ROWS[::2]))
+    for seed, quip, ours in zip(seeds, quip_runs, our_runs):
+        print(f"{seed:<6}" + "".join(f"{quip['groups']['all'][key]:>12.3f}{ours['groups']['all'][key]:>10.3f}"
+                                     for key, _ in ERROR_ROWS[::2]))
+
+    quip_wall = float(np.mean([run["wall_s"] for run in quip_runs]))
+    our_wall = float(np.mean([run["wall_s"] for run in our_runs]))
+    quip_peak = max(run["peak_rss_mb"] for run in quip_runs)
+    our_peak = max(run["peak_rss_mb"] for run in our_runs)
+    print(f"\nmeans over {len(seeds)} seeds {list(seeds)}")
+    print(f"{'':<28}{'gap_fit':>12}{'gapfit':>12}{'ratio':>8}{'seeds won':>11}")
+    print(f"{'fit wall time (s)':<28}{quip_wall:>12.1f}{our_wall:>12.1f}{our_wall / quip_wall:>8.3f}")
+    print(f"{'peak memory (MB, max)':<28}{quip_peak:>12.0f}{our_peak:>12.0f}{our_peak / quip_peak:>8.3f}")
+    verdict = our_wall <= 0.2 * quip_wall and our_peak <= 0.5 * quip_peak
+    for key, label in ERROR_ROWS:
+        theirs, ours = mean(quip_runs, key), mean(our_runs, key)
+        won = sum(o["groups"]["all"][key] <= q["groups"]["all"][key] for q, o in zip(quip_runs, our_runs))
+        print(f"{label:<28}{theirs:>12.3f}{ours:>12.3f}{ours / theirs:>8.3f}{won:>8}/{len(seeds)}")
+        if key in TARGET_ERRORS:
+            verdict = verdict and ours <= theirs
+
+    print("\nenergy MAE, gapfit - gap_fit (meV/atom), paired over the test configurations:")
+    for seed, quip, ours in zip(seeds, quip_runs, our_runs):
+        difference, low, high, closer = paired_energy_comparison(quip["energy_errors"],
+                                                                 ours["energy_errors"])
+        print(f"  seed {seed}: {difference:+.3f}, bootstrap 95% interval [{low:+.3f}, {high:+.3f}]; "
+              f"gapfit closer on {closer}/{len(quip['energy_errors'])} configurations")
+
+    print(f"\n{'per config_type (means)':<24}{'E MAE gap_fit':>14}{'gapfit':>8}{'F MAE gap_fit':>15}{'gapfit':>8}")
+    for name in quip_runs[0]["groups"]:
+        if name != "all":
+            print(f"{name:<24}{mean(quip_runs, 'energy_mae', name):>14.2f}{mean(our_runs, 'energy_mae', name):>8.2f}"
+                  f"{mean(quip_runs, 'force_mae', name):>15.1f}{mean(our_runs, 'force_mae', name):>8.1f}")
+    print(f"(gapfit threads: {threads or 'all'}; gap_fit runs on one core; wall time includes reading "
+          f"the data and process start-up for both)")
+    print(f"target (≤0.2× time, ≤0.5× memory, mean E, F and S MAE ≤ gap_fit's): "
+          f"{'met' if verdict else 'NOT met'}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--element", default="Mo")
     parser.add_argument("--stride", type=int, default=5, help="fit on train[::stride] (default 5)")
     parser.add_argument("--n-sparse", type=int, default=1000, help="SOAP sparse points")
+    parser.add_argument("--seeds", default="1,2",
+                        help="comma-separated seeds: gap_fit rnd_seed and gapfit random_state (default 1,2)")
     parser.add_argument("--threads", type=int, default=0,
                         help="limit gapfit to this many threads (default: all cores)")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     train_path = MLEARN / f"{args.element}_train.json"
     if not train_path.is_file():
         print(f"skipped: mlearn data not found at {MLEARN}")
@@ -95,37 +197,8 @@ def main(argv=None):
     print(f"{args.element}_train[::{args.stride}]: {len(train)} configurations, "
           f"{sum(map(len, train))} atoms; test {len(test)} configurations; workdir {workdir}",
           flush=True)
-
-    quip = run_gap_fit(train, workdir / "gap_fit", n_sparse_soap=args.n_sparse)
-    quip_groups = errors_by_group(test, quip_predict(quip["gp_file"], test))
-    quip_errors = quip_groups["all"]
-    print(f"gap_fit: {quip['wall_s']:.1f} s, {quip['peak_rss_mb']:.0f} MB", flush=True)
-
-    model_path = workdir / "gapfit.gap"
-    fit_seconds, wall, peak = measure_call(fit_gapfit, str(train_path), args.stride, args.n_sparse,
-                                           args.threads, str(model_path))
-    our_groups = errors_by_group(test, gapfit_predict(model_path, test))
-    ours = our_groups["all"]
-    print(f"gapfit: {wall:.1f} s (fit alone {fit_seconds:.1f} s), {peak:.0f} MB", flush=True)
-
-    threads = args.threads or "all"
-    print(f"\n{'':<28}{'gap_fit':>12}{'gapfit':>12}{'ratio':>8}")
-    print(f"{'fit wall time (s)':<28}{quip['wall_s']:>12.1f}{wall:>12.1f}"
-          f"{wall / quip['wall_s']:>8.3f}")
-    print(f"{'peak memory (MB)':<28}{quip['peak_rss_mb']:>12.0f}{peak:>12.0f}"
-          f"{peak / quip['peak_rss_mb']:>8.3f}")
-    for key, label in [("energy_mae", "test E MAE (meV/atom)"), ("energy_rmse", "test E RMSE (meV/atom)"),
-                       ("force_mae", "test F MAE (meV/Å)"), ("force_rmse", "test F RMSE (meV/Å)"),
-                       ("stress_mae", "test S MAE (GPa)")]:
-        print(f"{label:<28}{quip_errors[key]:>12.3f}{ours[key]:>12.3f}"
-              f"{ours[key] / quip_errors[key]:>8.3f}")
-    print(f"\n{'per config_type':<20}{'E MAE gap_fit':>14}{'gapfit':>8}{'F MAE gap_fit':>15}{'gapfit':>8}")
-    for name in quip_groups:
-        if name != "all":
-            print(f"{name:<20}{quip_groups[name]['energy_mae']:>14.2f}{our_groups[name]['energy_mae']:>8.2f}"
-                  f"{quip_groups[name]['force_mae']:>15.1f}{our_groups[name]['force_mae']:>8.1f}")
-    print(f"(gapfit threads: {threads}; gap_fit runs on one core; wall time includes reading "
-          f"the data and process start-up for both)")
+    runs = [run_seed(seed, train, train_path, test, args, workdir) for seed in seeds]
+    print_summary(seeds, [quip for quip, _ in runs], [ours for _, ours in runs], args.threads)
     return 0
 
 
