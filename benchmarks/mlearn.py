@@ -99,7 +99,7 @@ def merge_json(path, rows):
 def print_comparison(rows):
     """One line per element and recipe, and ACSF's force MAE as a multiple of SOAP's."""
     print("\nrecipes compared (test MAE; fit wall and CPU time in s)")
-    print(f"{'element':<8}{'recipe':<7}{'E meV/at':>9}{'F meV/Å':>9}{'S GPa':>7}"
+    print(f"{'element':<8}{'recipe':<13}{'E meV/at':>9}{'F meV/Å':>9}{'S GPa':>7}"
           f"{'fit s':>8}{'CPU s':>8}{'peak MB':>9}{'F vs SOAP':>11}")
     verdicts = []
     for element in sorted(rows):
@@ -111,7 +111,7 @@ def print_comparison(rows):
                 continue
             ratio = (row["force_mae"] / soap["force_mae"]) if soap else None
             cpu = row.get("fit_cpu_s")
-            print(f"{element:<8}{recipe:<7}{row['energy_mae']:9.2f}{row['force_mae']:9.1f}"
+            print(f"{element:<8}{recipe:<13}{row['energy_mae']:9.2f}{row['force_mae']:9.1f}"
                   f"{row['stress_mae']:7.3f}{row['fit_s']:8.0f}"
                   + (f"{cpu:8.0f}" if cpu is not None else f"{'':>8}")
                   + f"{row['peak_mb']:9.0f}"
