@@ -105,8 +105,9 @@ class SOAPDescriptor(Descriptor):
     species : (n_species,) int64, sorted atomic numbers; the feature blocks follow
         dscribe's order (species pairs s1 <= s2, then l, then n <= n' or all n, n').
     cutoff : float, neighbour-list radius in Å: r_cut plus dscribe's padding
-        sigma sqrt(-2 ln 1e-3), within which every atom contributes; with the ``poly``
-        weighting at most r0, beyond which the weight (and so every contribution) is zero.
+        sigma sqrt(-2 ln 1e-3), within which every atom contributes; with the ``poly`` or
+        ``cosine`` weighting at most r0, beyond which the weight (and so every contribution)
+        is zero.
     n_features : int.
 
     Features are squared expansion coefficients of a sum of unnormalised Gaussians on an
