@@ -106,9 +106,11 @@ class SOAP(Term):
         None (no weighting) or a dscribe weighting dict (its own r0 sets the reach).
     transition_width : float, Å, width of the cosine taper ("cosine" only).
     basis_r_cut : float, Å, reach of the radial GTO basis; None for r_cut + 5 sigma with
-        "cosine" (so that the Gaussians of atoms near r_cut are expanded whole; GAP's basis
-        also reaches beyond its cutoff) and r_cut otherwise (dscribe's basis: the features
-        then equal dscribe's).
+        "cosine" (the Gaussian of an atom at r_cut has fallen to 4e-6 of its peak there, so
+        it is expanded whole; GAP's basis also reaches beyond its cutoff) and r_cut otherwise
+        (dscribe's basis: the features then equal dscribe's). On mlearn Mo_train[::5] the log
+        marginal likelihood rises with the reach and levels off: -36,900 at 5 Å, -31,800 at
+        7 Å, -30,500 at 7.5 Å, -30,000 at 8 Å.
     zeta : int, kernel power.
     delta : float, eV, signal scale: the prior standard deviation of an atom's SOAP energy.
         0.5 eV (larger than the 0.2 of many GAP recipes): the log marginal likelihood of the
