@@ -160,6 +160,9 @@ def test_npt_keeps_bcc_mo_at_its_lattice_constant():
     structure = result.atoms
     assert abs(lattice_constant - 3.16) / 3.16 < 0.01, lattice_constant
     assert 250 < temperature < 350
-    # still bcc: every atom keeps 8 nearest neighbours within 1.1 x a sqrt(3)/2
+    # still bcc: atoms keep 8 nearest neighbours within 1.1 x a sqrt(3)/2 (in a 300 K snapshot
+    # a second-shell atom now and then comes that close; fcc would give 12, and a melt would
+    # not keep 95% of the atoms at exactly 8)
     nl = build_neighbor_list(structure, 1.1 * lattice_constant * np.sqrt(3) / 2)
-    assert np.all(np.bincount(nl.centers, minlength=len(structure)) == 8)
+    coordination = np.bincount(nl.centers, minlength=len(structure))
+    assert np.mean(coordination == 8) > 0.95 and abs(coordination.mean() - 8) < 0.1, coordination
