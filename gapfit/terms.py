@@ -154,6 +154,9 @@ class SOAP(Term):
         if self.weighting == "cosine":
             return {"function": "cosine", "r0": float(self.r_cut), "c": 1.0,
                     "d": float(self.transition_width)}
+        if isinstance(self.weighting, str):
+            raise ValueError(f"SOAP: unknown weighting {self.weighting!r}; choose \"poly\", "
+                             f"\"cosine\", None or a dscribe weighting dict")
         return self.weighting
 
     def radial_basis_cutoff(self):

@@ -202,6 +202,8 @@ def test_cosine_weighting_validation_and_soap_term_set_up():
     poly = gapfit.SOAP(r_cut=4.5).build([42])
     assert poly.descriptor_.r_cut == 4.5 and poly.descriptor_.weighting["function"] == "poly"
     assert gapfit.SOAP(weighting="cosine", basis_r_cut=6.0).build([42]).descriptor_.r_cut == 6.0
+    with pytest.raises(ValueError, match="unknown weighting 'cosin'"):
+        gapfit.SOAP(weighting="cosin").build([42])
 
 
 # --- gradients ---------------------------------------------------------------------------
