@@ -8,7 +8,8 @@
     python benchmarks/mlearn.py --save-dir models/       # also write the fitted models
 
 Recipes: ``soap`` = TwoBody() + SOAP(), ``soap_cosine`` = TwoBody() + SOAP(weighting="cosine"),
-``acsf`` = TwoBody() + ACSF(), all settings default except n_sparse (``--n-sparse``, the many-body term's sparse points; default 1000).
+``acsf`` = TwoBody() + ACSF(), all settings default except n_sparse (``--n-sparse``, the
+many-body term's sparse points; default 1000).
 
 With ``--json FILE`` every fit's results are merged into FILE (keyed by element and recipe), and
 the closing comparison table reads all rows in it, so the SOAP and ACSF rows may come from

@@ -86,7 +86,7 @@ def errors_by_group(test, predictions):
 ERROR_ROWS = [("energy_mae", "test E MAE (meV/atom)"), ("energy_rmse", "test E RMSE (meV/atom)"),
               ("force_mae", "test F MAE (meV/Å)"), ("force_rmse", "test F RMSE (meV/Å)"),
               ("stress_mae", "test S MAE (GPa)")]
-TARGET_ERRORS = ("energy_mae", "force_mae", "stress_mae")
+TARGET_ERRORS = {"energy_mae": "E MAE", "force_mae": "F MAE", "stress_mae": "S MAE"}
 
 
 def energy_errors(test, energies):
@@ -132,11 +132,11 @@ def print_summary(seeds, quip_runs, our_runs, threads):
     def mean(runs, key, group="all"):
         return float(np.mean([run["groups"][group][key] for run in runs]))
 
-    print(f"\n{'seed':<6}" + "".join(f"{label.split(' (')[0][5:]:>22}" for _, label in ERROR_ROWS[::2]))
-    print(f"{'':<6}" + "".join(f"{'gap_fit':>12}{'gapfit':>10}" for _ in ERROR_ROWS[::2]))
+    print(f"\n{'seed':<6}" + "".join(f"{label:>22}" for label in TARGET_ERRORS.values()))
+    print(f"{'':<6}" + "".join(f"{'gap_fit':>12}{'gapfit':>10}" for _ in TARGET_ERRORS))
     for seed, quip, ours in zip(seeds, quip_runs, our_runs):
-        print(f"{seed:<6}" + "".join(f"{quip['groups']['all'][key]:>12.3f}{ours['groups']['all'][key]:>10.3f}"
-                                     for key, _ in ERROR_ROWS[::2]))
+        theirs, mine = quip["groups"]["all"], ours["groups"]["all"]
+        print(f"{seed:<6}" + "".join(f"{theirs[key]:>12.3f}{mine[key]:>10.3f}" for key in TARGET_ERRORS))
 
     quip_wall = float(np.mean([run["wall_s"] for run in quip_runs]))
     our_wall = float(np.mean([run["wall_s"] for run in our_runs]))
@@ -161,10 +161,12 @@ def print_summary(seeds, quip_runs, our_runs, threads):
         print(f"  seed {seed}: {difference:+.3f}, bootstrap 95% interval [{low:+.3f}, {high:+.3f}]; "
               f"gapfit closer on {closer}/{len(quip['energy_errors'])} configurations")
 
-    print(f"\n{'per config_type (means)':<24}{'E MAE gap_fit':>14}{'gapfit':>8}{'F MAE gap_fit':>15}{'gapfit':>8}")
+    print(f"\n{'per config_type (means)':<24}{'E MAE gap_fit':>14}{'gapfit':>8}"
+          f"{'F MAE gap_fit':>15}{'gapfit':>8}")
     for name in quip_runs[0]["groups"]:
         if name != "all":
-            print(f"{name:<24}{mean(quip_runs, 'energy_mae', name):>14.2f}{mean(our_runs, 'energy_mae', name):>8.2f}"
+            print(f"{name:<24}{mean(quip_runs, 'energy_mae', name):>14.2f}"
+                  f"{mean(our_runs, 'energy_mae', name):>8.2f}"
                   f"{mean(quip_runs, 'force_mae', name):>15.1f}{mean(our_runs, 'force_mae', name):>8.1f}")
     print(f"(gapfit threads: {threads or 'all'}; gap_fit runs on one core; wall time includes reading "
           f"the data and process start-up for both)")
