@@ -67,7 +67,7 @@ def load_mlearn(path):
     data README states; a reader following the README hands gap_fit swapped shear virials
     (on Mo_train[::5] that raised gap_fit's test stress MAE from 0.27 to 0.64 GPa).
     """
-    from gapfit.io import read_mlearn
+    from gapfit.structures.io import read_mlearn
 
     return read_mlearn(path)
 

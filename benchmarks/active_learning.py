@@ -50,7 +50,7 @@ OTF_SPARSE = 100
 
 def force_mae(model, structures):
     """Force MAE (eV/Å) of ``model`` against the reference labels of ``structures``."""
-    from gapfit.io import labels
+    from gapfit.structures.io import labels
     errors = [model.predict_structure(atoms).forces - labels(atoms)[1] for atoms in structures]
     return float(np.mean(np.abs(np.concatenate(errors))))
 
@@ -65,7 +65,7 @@ def pool_recipe(n_sparse, random_state, optimize=False):
 
 def pool_curve(train, test, strategy, seed, n_sparse, score="forces", optimize=False):
     """Test force MAE (eV/Å) at every size of SIZES when growing the labelled set by ``strategy``."""
-    from gapfit.active import select
+    from gapfit.active.learning import select
     rng = np.random.default_rng(seed)
     labelled = rng.choice(len(train), SIZES[0], replace=False).tolist()
     curve, model = [], None
@@ -156,8 +156,8 @@ def oracle_md(atoms, steps_per_temperature, every, rng):
     from ase import units
     from ase.calculators.emt import EMT
     from ase.md.langevin import Langevin
-    from gapfit.active import label
-    from gapfit.md import initialise_velocities
+    from gapfit.active.learning import label
+    from gapfit.md.dynamics import initialise_velocities
     atoms = atoms.copy()
     atoms.calc = EMT()
     snapshots = []
@@ -206,7 +206,7 @@ def on_the_fly_labels(start, settings, steps_per_temperature, seed, directory):
     starts from ``start[0]`` and runs on through the stages (new velocities at each)."""
     import ase.io
     from ase.calculators.emt import EMT
-    from gapfit.active import OnTheFly
+    from gapfit.active.learning import OnTheFly
     model, labelled, atoms = otf_model(seed).fit(start), [], start[0]
     for stage, temperature in enumerate(TEMPERATURES_K):
         run = OnTheFly(model, EMT(), Path(directory) / f"stage{stage}", timestep_fs=TIMESTEP_FS,
@@ -257,7 +257,7 @@ def _otf_seed(seed, symbols, cell, settings, steps_per_temperature, reference):
     """One seed of (b): the start, the test set, both arms (and the reference); prints the
     MAE curves and returns {arm: (calls to the target or None, calls available)}."""
     from ase.calculators.emt import EMT
-    from gapfit.active import label
+    from gapfit.active.learning import label
     rng = np.random.default_rng(seed)
     atoms = alloy_cell(symbols, cell, rng)
     atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)

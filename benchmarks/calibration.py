@@ -25,8 +25,8 @@ TARGETS = {"spearman": 0.5, "within_2_sigma": (0.85, 0.99)}
 
 def force_statistics(model, structures):
     """Errors, latent stds and timings over all force components of ``structures``."""
-    from gapfit import variance
-    from gapfit.io import labels
+    from gapfit.uncertainty import posterior as variance
+    from gapfit.structures.io import labels
     errors, stds = [], []
     posterior = variance.Posterior(model)
     predict_seconds = variance_seconds = 0.0
@@ -69,14 +69,12 @@ def save_fitted(model, directory, name):
 def load_fitted(directory, name):
     """A model written by ``save_fitted``, ready for ``hyperparameters.optimize``; or None."""
     import gapfit
-    from gapfit import gp
     if not (directory / f"{name}_factors.npz").exists():
         return None
     model = gapfit.load(directory / f"{name}.gap")
     with np.load(directory / f"{name}_factors.npz") as stored:
         model.data_factors_ = {kind: stored[kind] for kind in stored.files}
-    prior = gp.prior_factor(model._sparse_covariance(), model.sparse_jitter)
-    model.alpha_, model.factor_ = gp.solve(list(model.data_factors_.values()), prior)
+    model.solve_coefficients()
     return model
 
 
@@ -111,7 +109,7 @@ def run(element, n_sparse, max_factor, cache=None):
           " scale factors " + ", ".join(f"{k} {v:.3g}" for k, v in scales.items()))
     errors, stds, _, _ = force_statistics(model, test)
     rows.append(("optimised", calibration(errors, stds,
-                                          model.force_sigma * model.sigma_scales_["forces"])))
+                                          model.force_sigma * model.noise_.scale("forces"))))
     print(f"cost per atom: prediction {predict_ms:.2f} ms, variances (energy, local energies,"
           f" all force components) {variance_ms:.2f} ms")
     print(f"{'':<11}{'MAE':>7}{'mean t':>8}{'σ_F':>7}{'Spearman':>9}{'(atom)':>8}{'≤1t':>7}"

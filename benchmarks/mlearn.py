@@ -78,7 +78,7 @@ def parse_recipes(text):
 
 def summary_row(result, n_sparse, wall, peak):
     """The figures the comparison table shows, in meV/atom, meV/Å, GPa, s, MB."""
-    from gapfit.metrics import error_table
+    from gapfit.evaluate.errors import error_table
     overall = error_table(result["test"])[0]
     return {"energy_mae": overall[1], "energy_rmse": overall[2], "force_mae": overall[3],
             "force_rmse": overall[4], "stress_mae": overall[5], "stress_rmse": overall[6],
@@ -138,7 +138,7 @@ def main(argv=None):
     if not MLEARN.is_dir():
         print(f"skipped: mlearn data not found at {MLEARN}")
         return 0
-    from gapfit.metrics import error_table
+    from gapfit.evaluate.errors import error_table
     header = (f"{'set':<16}{'E MAE':>8}{'E RMSE':>8}{'F MAE':>8}{'F RMSE':>8}{'S MAE':>7}{'S RMSE':>7}")
     failures = []
     summaries = {}

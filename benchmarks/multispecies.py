@@ -126,7 +126,7 @@ def md_speed(model, atoms, n_calls, displacement, seed=0):
 def run_recipe(recipe, train, test, args):
     """Fit, evaluate and time one recipe; the summary dict."""
     import gapfit
-    from gapfit.metrics import error_table
+    from gapfit.evaluate.errors import error_table
     build_model(recipe, min(args.n_sparse, 20)).fit(train[:3])  # compile numba code, untimed
     model = build_model(recipe, args.n_sparse)
     wall_start, cpu_start = time.perf_counter(), time.process_time()

@@ -128,7 +128,7 @@ def run_element(element, md_time_ps, md_temperature_K, plots, n_sparse=None):
 def write_plots(element, data, calculator, eos, phonons, directory):
     """E–V of the model with the data's Elastic cells (DFT and model energies) and phonons."""
     from gapfit import validate
-    from gapfit.io import labels
+    from gapfit.structures.io import labels
     cells = [atoms for atoms in data if atoms.info.get("config_type") == "Elastic"]
     volumes = np.array([atoms.get_volume() / len(atoms) for atoms in cells])
     dft = np.array([labels(atoms)[0] / len(atoms) for atoms in cells])

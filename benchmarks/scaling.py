@@ -45,7 +45,7 @@ def write_shards(folder, n_configs, rattle=0.01):
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from gapfit.io import read_mlearn
+    from gapfit.structures.io import read_mlearn
     original = read_mlearn(MLEARN / "Mo_train.json")
     paths = []
     for shard in range(-(-n_configs // SHARD)):
@@ -136,7 +136,7 @@ def main(argv=None):
     serial_peaks = {}
     with tempfile.TemporaryDirectory() as folder:
         paths = write_shards(folder, max(sizes))
-        from gapfit.training import frame_sizes
+        from gapfit.fit.training import frame_sizes
         atoms_per_shard = [sum(frame_sizes(path)) for path in paths]
         for n_configs in sizes:
             n_atoms = sum(atoms_per_shard[:-(-n_configs // SHARD)])

@@ -22,7 +22,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gapfit.io import write  # noqa: E402
+from gapfit.structures.io import write  # noqa: E402
 
 # EMT's own fcc lattice constants (Å), for Vegard's law in the alloys
 LATTICE_CONSTANT = {"Cu": 3.59, "Ag": 4.06, "Au": 4.06}

@@ -15,8 +15,8 @@ import numpy as np
 from ase.build import bulk
 
 import gapfit
-from gapfit.md import mean_square_displacement, radial_distribution, run_md, summarise_md
-from gapfit.plots import plot_md_log, plot_msd, plot_rdf
+from gapfit.md.dynamics import mean_square_displacement, radial_distribution, run_md, summarise_md
+from gapfit.evaluate.plots import plot_md_log, plot_msd, plot_rdf
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import gapfit
-from gapfit.parity import format_report, parity_data, report
+from gapfit.evaluate.errors import format_report, parity_data, report
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlearn"
 

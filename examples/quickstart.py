@@ -22,7 +22,7 @@ from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
 
 import gapfit
-from gapfit.md import initialise_velocities
+from gapfit.md.dynamics import initialise_velocities
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

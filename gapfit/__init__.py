@@ -1,15 +1,21 @@
 """gapfit: Gaussian Approximation Potentials fitted by sparse GP regression, with numba kernels.
 
-Public names: GAP, ACSF, SOAP, TwoBody, GAPCalculator, load, io, metrics.
+Public names: GAP, ACSF, SOAP, TwoBody, GAPCalculator, load, and the modules io, metrics,
+active, sampling, hyperparameters, md and validate. The pipeline lives in subpackages:
+structures → descriptors → gp → fit → model → predict → uncertainty → active → evaluate → cli.
 """
 __version__ = "0.1.0"
 
-from . import io, metrics  # noqa: E402
-from .calculator import GAPCalculator  # noqa: E402
-from .model import GAP  # noqa: E402
-from .persistence import ModelFileError, load_model as load  # noqa: E402
-from .terms import ACSF, SOAP, TwoBody  # noqa: E402
-from . import active  # noqa: E402
+from . import active, md  # noqa: E402
+from .active import sampling  # noqa: E402
+from .evaluate import errors as metrics  # noqa: E402
+from .evaluate import physical as validate  # noqa: E402
+from .model.estimator import GAP  # noqa: E402
+from .model.model_file import ModelFileError, load_model as load  # noqa: E402
+from .model.terms import ACSF, SOAP, TwoBody  # noqa: E402
+from .predict.calculator import GAPCalculator  # noqa: E402
+from .structures import io  # noqa: E402
+from .uncertainty import hyperparameters  # noqa: E402
 
-__all__ = ["GAP", "ACSF", "SOAP", "TwoBody", "GAPCalculator", "ModelFileError", "load", "io", "metrics", "active",
-           "__version__"]
+__all__ = ["GAP", "ACSF", "SOAP", "TwoBody", "GAPCalculator", "ModelFileError", "load", "io",
+           "metrics", "active", "sampling", "hyperparameters", "md", "validate", "__version__"]

@@ -6,7 +6,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 from gapfit.descriptors.acsf import ACSFDescriptor, default_angular_params, default_g2_params
-from gapfit.neighbors import build_neighbor_list
+from gapfit.structures.neighbors import build_neighbor_list
 
 R_CUT = 4.0
 G3_PARAMS = [0.8, 2.1]

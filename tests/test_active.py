@@ -8,8 +8,11 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 import gapfit
-from gapfit import active, gp, hyperparameters, training
-from gapfit.active import OnTheFly
+from gapfit import hyperparameters
+from gapfit.active import learning as active
+from gapfit.gp import linalg as gp
+from gapfit.fit import training
+from gapfit.active.learning import OnTheFly
 
 from conftest import make_cu_structures
 
@@ -22,11 +25,9 @@ def pair_model(**kwargs):
 def restricted(model, structures):
     """A copy of ``model`` (same sparse points, e0, hyperparameters) fitted to ``structures`` only."""
     subset = copy.deepcopy(model)
-    settings = hyperparameters.target_settings(subset)
-    subset.data_factors_ = training.factors(subset.terms_, settings,
+    subset.data_factors_ = training.factors(subset.terms_, subset.target_settings(),
                                             training.Chunk(0, structures=list(structures)))
-    prior = gp.prior_factor(subset._sparse_covariance(), subset.sparse_jitter)
-    subset.alpha_, subset.factor_ = gp.solve(list(subset.data_factors_.values()), prior)
+    subset.solve_coefficients()
     subset.n_training_structures_ = len(structures)
     return subset
 

@@ -6,7 +6,7 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from gapfit.checks import Labels, check_labels, check_structures
+from gapfit.structures.checks import Labels, check_labels, check_structures
 
 BAD = 2  # position of the faulty configuration in every list below
 

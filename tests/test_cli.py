@@ -102,7 +102,7 @@ def test_settings_file_flags_override_and_print_settings_reproduce_the_fit(workd
 
 
 def test_settings_validation_names_the_problem(tmp_path):
-    from gapfit import settings as fs
+    from gapfit.cli import settings as fs
     with pytest.raises(ValueError, match=r"\[gap\] has unknown setting 'energy_sigm'"):
         fs.validate_settings({"gap": {"energy_sigm": 0.1}}, source="x.toml")
     with pytest.raises(ValueError, match=r"terms\[1\]: unknown term type 'soup'"):
@@ -125,7 +125,7 @@ def test_settings_validation_names_the_problem(tmp_path):
 
 def test_yaml_settings_are_read_like_toml(tmp_path):
     pytest.importorskip("yaml")
-    from gapfit import settings as fs
+    from gapfit.cli import settings as fs
     (tmp_path / "fit.yaml").write_text("train: [a.xyz]\ngap: {random_state: 3}\n"
                                        "terms:\n  - {type: twobody, n_sparse: 5}\n")
     settings = fs.read_settings(tmp_path / "fit.yaml")
@@ -245,7 +245,7 @@ def test_md_npt_changes_the_volume_towards_the_target_pressure(tiny_model, workd
 
 def test_md_log_has_the_largest_force_uncertainty_when_the_calculator_gives_one(tiny_model, tmp_path):
     import gapfit
-    from gapfit.md import read_md_log, run_md, summarise_md
+    from gapfit.md.dynamics import read_md_log, run_md, summarise_md
 
     class WithUncertainty(gapfit.GAPCalculator):
         def calculate(self, *args, **kwargs):
@@ -269,7 +269,7 @@ def test_md_log_has_the_largest_force_uncertainty_when_the_calculator_gives_one(
 
 def test_radial_distribution_matches_ase_and_msd_of_a_rigid_shift_is_zero():
     from ase.geometry.rdf import get_rdf
-    from gapfit.md import mean_square_displacement, radial_distribution
+    from gapfit.md.dynamics import mean_square_displacement, radial_distribution
     rng = np.random.default_rng(0)
     frames = []
     for _ in range(2):
@@ -328,7 +328,7 @@ def test_damaged_and_missing_files_give_one_line_errors(tiny_model, workdir):
 
 def test_progress_bars_only_on_a_terminal_and_never_when_quiet():
     import io
-    from gapfit.logging_setup import show_progress
+    from gapfit.cli.logging_setup import show_progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -340,7 +340,7 @@ def test_progress_bars_only_on_a_terminal_and_never_when_quiet():
 
 
 def test_help_of_every_command(capsys):
-    from gapfit.cli import main
+    from gapfit.cli.commands import main
     expected = {"fit": ["--config", "--soap", "--energy-key", "--virial-key", "--seed", "--print-settings"],
                 "eval": ["--json", "--plots", "--stress-key"],
                 "md": ["--ensemble", "--pressure", "--uncertainty", "--trajectory", "--quiet"],

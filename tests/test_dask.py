@@ -16,8 +16,9 @@ from ase.io import read
 from sklearn.base import clone
 
 import gapfit
-from gapfit import sparse, training
-from gapfit.parallel import map_chunks, map_reduce_chunks, tree_reduce
+from gapfit.gp import sparse
+from gapfit.fit import training
+from gapfit.fit.parallel import map_chunks, map_reduce_chunks, tree_reduce
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cu_train.xyz"
 N_CONFIGS = 20

@@ -1,7 +1,7 @@
 """The sparse-GP linear algebra against a dense reference solution."""
 import numpy as np
 
-from gapfit import gp
+from gapfit.gp import linalg as gp
 
 
 def _problem(seed, n_rows=60, n_sparse=8):

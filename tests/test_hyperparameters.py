@@ -5,8 +5,8 @@ from sklearn.base import clone
 
 import gapfit
 from gapfit import hyperparameters
-from gapfit.assembly import design_rows
-from gapfit.io import labels
+from gapfit.fit.assembly import design_rows
+from gapfit.structures.io import labels
 
 from conftest import make_cu_structures
 
@@ -48,7 +48,7 @@ def dense_log_marginal_likelihood(model, structures):
         sigmas.append(model.virial_sigma * root_n * np.array([1, 1, 1, 2 ** -0.5, 2 ** -0.5, 2 ** -0.5]))
         design.append(rows.virial[index])
     y, sigma, a = np.concatenate(targets), np.concatenate(sigmas), np.concatenate(design)
-    k_mm = model._sparse_covariance()
+    k_mm = model.sparse_covariance()
     k_mm = k_mm + model.sparse_jitter * k_mm.diagonal().max() * np.eye(len(k_mm))
     covariance = a @ np.linalg.solve(k_mm, a.T) + np.diag(sigma ** 2)
     _, log_det = np.linalg.slogdet(covariance)
@@ -90,9 +90,11 @@ def test_optimisation_improves_evidence_within_bounds_and_matches_a_refit(data):
                        terms=terms(delta_pair=scales["delta_0"], delta_soap=0.3 * scales["delta_1"]))
     refit.fit(data)
     assert np.allclose(model.alpha_, refit.alpha_, rtol=1e-8, atol=1e-8 * np.abs(refit.alpha_).max())
-    assert [t.delta for t in model.terms_] == pytest.approx([t.delta for t in refit.terms_])
-    assert model.sigma_scales_ == pytest.approx({k[6:]: v for k, v in scales.items()
+    assert [t.delta_ for t in model.terms_] == pytest.approx([t.delta_ for t in refit.terms_])
+    assert model.noise_.scales == pytest.approx({k[6:]: v for k, v in scales.items()
                                                  if k.startswith("sigma_")})
+    # optimised values live in the fitted record: the terms' delta settings are unchanged
+    assert [t.delta for t in model.terms_] == [t.delta for t in model.terms]
 
 
 def test_fit_option_runs_the_optimisation(data):

@@ -11,7 +11,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from gapfit import io
-from gapfit.neighbors import build_neighbor_list
+from gapfit.structures import voigt
+from gapfit.structures.neighbors import build_neighbor_list
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -98,9 +99,9 @@ def test_labels_come_from_a_single_point_calculator_only(tmp_path):
 
 def test_voigt_conversions_are_inverse():
     voigt = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    matrix = io.matrix_from_voigt(voigt)
+    matrix = voigt.matrix_from_voigt(voigt)
     assert matrix[1, 2] == 4.0 and matrix[0, 2] == 5.0 and matrix[0, 1] == 6.0
-    assert np.array_equal(io.voigt_from_matrix(matrix), voigt)
+    assert np.array_equal(voigt.voigt_from_matrix(matrix), voigt)
 
 
 # ----------------------------------------------------------------------------- keys
@@ -169,7 +170,7 @@ def test_stress_and_virial_keys_are_exclusive(tmp_path):
 def emt_virial_file(tmp_path, atoms, form):
     """A file with EMT energy/forces and the virial (eV) in one of three layouts."""
     energy, forces, stress = io.labels(atoms)
-    virial = -io.matrix_from_voigt(stress) * atoms.get_volume()
+    virial = -voigt.matrix_from_voigt(stress) * atoms.get_volume()
     plain = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell, pbc=True)
     plain.arrays["ref_forces"] = forces
     plain.info["ref_energy"] = energy
@@ -178,7 +179,7 @@ def emt_virial_file(tmp_path, atoms, form):
     elif form == "9":
         plain.info["ref_virial"] = virial.ravel()
     else:
-        plain.info["ref_virial"] = io.voigt_from_matrix(virial)
+        plain.info["ref_virial"] = voigt.voigt_from_matrix(virial)
     path = tmp_path / f"virial_{form}.xyz"
     io.write(path, [plain])
     return path, "virial" if form == "3x3" else "ref_virial"

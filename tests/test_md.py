@@ -10,8 +10,8 @@ from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
 import gapfit
-from gapfit.md import initialise_velocities
-from gapfit.neighbors import SkinNeighborList, build_neighbor_list
+from gapfit.md.dynamics import initialise_velocities
+from gapfit.structures.neighbors import SkinNeighborList, build_neighbor_list
 
 from conftest import MLEARN
 
@@ -85,7 +85,7 @@ def test_reused_neighbor_list_gives_the_forces_of_a_fresh_calculation(cu_model):
 
 def test_dedicated_kernel_contractions_equal_the_generic_kernel_path(cu_model):
     """The numba dot-product and pair-distance contractions against kernels.values_and_factors."""
-    from gapfit.prediction import TermPredictor
+    from gapfit.predict.predictor import TermPredictor
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
     atoms.rattle(0.1, seed=4)
     nl = build_neighbor_list(atoms, max(t.neighbor_cutoff for t in cu_model.terms_))
@@ -101,7 +101,7 @@ def test_dedicated_kernel_contractions_equal_the_generic_kernel_path(cu_model):
         slow = predictor.energies_and_gradients(environments)
         # the sums cancel (coefficients of alternating sign, |α| up to ~1e4 here), so
         # round-off is relative to Σ|α δ²| rather than to the result
-        scale = np.abs(alpha).sum() * term.delta ** 2
+        scale = np.abs(alpha).sum() * term.delta_ ** 2
         for ours, reference in zip(fast, slow):
             np.testing.assert_allclose(ours, reference, rtol=1e-11, atol=1e-14 * scale)
 
@@ -146,7 +146,7 @@ def test_example_md_runs_with_tiny_settings(capsys):
 @pytest.mark.skipif(not (MLEARN / "Mo_train.json").is_file(),
                     reason="mlearn Mo data not found at ../shared/data/mlearn")
 def test_npt_keeps_bcc_mo_at_its_lattice_constant():
-    from gapfit.md import run_md
+    from gapfit.md.dynamics import run_md
     train = gapfit.io.read_mlearn(MLEARN / "Mo_train.json")[::2]  # every group, half the cost
     model = gapfit.GAP(terms=[gapfit.TwoBody(cutoff=5.0, n_sparse=20),
                               gapfit.SOAP(r_cut=5.0, n_max=6, l_max=4, n_sparse=300)],

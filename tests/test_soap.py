@@ -11,7 +11,7 @@ from scipy.special import eval_legendre
 
 from gapfit.descriptors import _soap_basis, _soap_kernels
 from gapfit.descriptors.soap import SOAPDescriptor
-from gapfit.neighbors import build_neighbor_list
+from gapfit.structures.neighbors import build_neighbor_list
 
 POLY = {"function": "poly", "r0": 4.0, "c": 1.0, "m": 2}
 

@@ -127,7 +127,7 @@ def test_acsf_model_file_round_trip(acsf_model, alloy_test, tmp_path):
 
 def test_acsf_features_are_standardised_by_the_training_spread(acsf_model, alloy_train):
     term = acsf_model.terms_[1]
-    from gapfit.neighbors import build_neighbor_list
+    from gapfit.structures.neighbors import build_neighbor_list
     features = np.concatenate([
         term.descriptor_.compute(atoms, build_neighbor_list(atoms, term.neighbor_cutoff)).features
         for atoms in alloy_train])

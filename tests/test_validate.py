@@ -281,7 +281,7 @@ def test_a_model_fitted_on_emt_data_lands_near_emt(cu_model, emt_eos, emt_lattic
 def test_eval_properties_on_the_command_line(cu_model, tmp_path, capsys):
     import json
 
-    from gapfit.cli import main
+    from gapfit.cli.commands import main
     cu_model.save(tmp_path / "cu.gap")
     status = main(["eval", str(tmp_path / "cu.gap"), "--properties", "--md-time", "0.02",
                    "--json", str(tmp_path / "p.json"), "--plots", str(tmp_path / "plots"), "-q"])
@@ -302,7 +302,7 @@ def test_mlearn_mo_references_are_cubic_and_agree_with_the_two_atom_cell(mlearn_
     """The 54-atom strain series gives a cubic stiffness and a zero-stress lattice constant that
     the data's separate, ideal 2-atom Mo cell confirms through its own DFT stress."""
     import gapfit
-    from gapfit.io import labels
+    from gapfit.structures.io import labels
     data = gapfit.io.read_mlearn(mlearn_dir / "Mo_train.json") + gapfit.io.read_mlearn(
         mlearn_dir / "Mo_test.json")
     derived = validate.properties_from_data(data, atoms_per_cell=2)

@@ -10,8 +10,8 @@ import pytest
 from ase import Atoms
 
 import gapfit
-from gapfit import variance
-from gapfit.assembly import neighbor_lists
+from gapfit.uncertainty import posterior as variance
+from gapfit.fit.assembly import neighbor_lists
 
 from conftest import label_with_emt, make_cu_structures
 
@@ -116,7 +116,7 @@ def dense_structure(model, atoms):
     force_prior = np.zeros((3 * n_atoms, 3 * n_atoms))
     offset = 0
     for term, nl in zip(model.terms_, neighbor_lists(model.terms_, atoms)):
-        kernel, scale = dense_kernel(term), term.delta ** 2
+        kernel, scale = dense_kernel(term), term.delta_ ** 2
         env = term.descriptor_.compute(atoms, nl, gradients=True)
         jac = full_jacobians(env, n_atoms)
         for e in range(env.n_envs):
@@ -148,7 +148,7 @@ def dense_sparse_covariance(model):
         block = np.array([[kernel.value(a, b) if ca == cb else 0.0
                            for b, cb in zip(points, term.sparse_channels_)]
                           for a, ca in zip(points, term.sparse_channels_)])
-        blocks.append(term.delta ** 2 * block)
+        blocks.append(term.delta_ ** 2 * block)
     size = sum(len(b) for b in blocks)
     covariance = np.zeros((size, size))
     start = 0

@@ -69,7 +69,7 @@ class Descriptor:
 
     def compute(self, atoms, neighbor_list, gradients=False):
         """LocalEnvironments of ``atoms`` given its full neighbour list
-        (``gapfit.neighbors.build_neighbor_list(atoms, self.cutoff)``)."""
+        (``gapfit.structures.neighbors.build_neighbor_list(atoms, self.cutoff)``)."""
         raise NotImplementedError
 
     def backward(self, atoms, neighbor_list, d_energy_d_features):

@@ -1,0 +1,347 @@
+"""The GAP estimator: a sum of sparse-GP terms fitted to energies, forces and virials.
+
+scikit-learn conventions with a list of ``ase.Atoms`` as X: parameters are
+stored unchanged by ``__init__``, everything learned ends in ``_``, ``fit``
+returns self. Array-input validation of scikit-learn does not apply.
+"""
+import logging
+import os
+from functools import partial
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ..gp import linalg as gp
+from ..fit import training
+from ..fit.assembly import column_offsets
+from ..predict.predictor import predict_structure
+from ..uncertainty.hyperparameters import NoiseSummary, noise_summary, optimize_with_noise
+from ..uncertainty.posterior import Posterior, structure_variance
+from ..structures.checks import check_structures
+from ..fit.memory import PeakMemory
+from ..fit.parallel import map_chunks, map_reduce_chunks
+from ..gp.sparse import finish_selection, plan_selection, pooled_moments
+from .terms import default_terms
+from ..fit.noise import NoiseModel
+
+logger = logging.getLogger(__name__)
+
+
+class GAP(BaseEstimator):
+    """Gaussian Approximation Potential fitted by sparse GP regression.
+
+    Parameters
+    ----------
+    terms : list of gapfit terms (``TwoBody``, ``SOAP``, ``ACSF``) or None for
+        the default recipe (2-body + SOAP).
+    energy_sigma : float, eV/atom. Expected error of total energies per atom;
+        a configuration's energy sigma is energy_sigma·√N.
+    force_sigma : float, eV/Å. virial_sigma : float, eV/atom (scaled by √N).
+    config_type_sigma : dict {config_type: (energy, force, virial) sigmas} or None.
+        Per-configuration ``atoms.info`` keys ``energy_sigma``, ``force_sigma``,
+        ``virial_sigma`` override both.
+    e0 : "average" (mean energy per atom of the training set, for every
+        species), "isolated" (from single-atom configurations), or a dict
+        {symbol or atomic number: eV}.
+    fit_forces, fit_virial : bool, use force / stress labels where present.
+    sparse_jitter : float, relative jitter added to K_MM's diagonal.
+    chunk_atoms : int, atoms per chunk of the streaming assembly; memory of
+        one chunk is about chunk_atoms × 3 × M × 8 bytes plus descriptor
+        gradients.
+    n_jobs : None or 1 (this process, all cores through numba/BLAS), or the
+        number of local worker processes (-1: all cores).
+    backend : None, "dask" (the current ``dask.distributed`` client) or a
+        ``dask.distributed.Client``: chunks run on its workers, and their
+        pieces are reduced there too.
+    random_state : int, numpy Generator or None, for sparse-point selection.
+        The sparse points depend only on the data, chunk_atoms and this seed,
+        not on n_jobs or backend.
+    verbose : bool, progress bars on standard error.
+    optimize_hyperparameters : False, True, or a number F > 1: after the fit,
+        scale the energy/force/virial sigmas and each term's delta to maximise
+        the log marginal likelihood, each within a factor F (True: 10) of its
+        start (``gapfit.hyperparameters``). The settings stay unchanged: the fitted
+        record holds the result, ``noise_.scales`` the sigma factors and each fitted
+        term's ``delta_`` its signal scale.
+
+    ``fit`` takes a list of Atoms, or file names (str/Path or a list of
+    them) that the workers read themselves with ``read_options``.
+
+    After ``fit``, ``peak_memory_mb_`` is the peak resident memory (MB) of this
+    process during the fit and ``worker_peak_memory_mb_`` the largest peak of a
+    worker process that ran chunks (None in a serial fit; since the worker
+    started). Both are also logged at INFO level.
+    """
+
+    def __init__(self, terms=None, energy_sigma=0.002, force_sigma=0.05, virial_sigma=0.05,
+                 config_type_sigma=None, e0="average", fit_forces=True, fit_virial=True,
+                 sparse_jitter=1e-8, chunk_atoms=512, n_jobs=None, backend=None,
+                 read_options=None, random_state=None, verbose=False,
+                 optimize_hyperparameters=False):
+        self.terms = terms
+        self.energy_sigma = energy_sigma
+        self.force_sigma = force_sigma
+        self.virial_sigma = virial_sigma
+        self.config_type_sigma = config_type_sigma
+        self.e0 = e0
+        self.fit_forces = fit_forces
+        self.fit_virial = fit_virial
+        self.sparse_jitter = sparse_jitter
+        self.chunk_atoms = chunk_atoms
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.read_options = read_options
+        self.random_state = random_state
+        self.verbose = verbose
+        self.optimize_hyperparameters = optimize_hyperparameters
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Fit to structures carrying reference labels (SinglePointCalculator).
+
+        ``y`` is ignored: labels travel on the structures.
+        """
+        return self._fit_measuring_memory(X)
+
+    def _fit_measuring_memory(self, X, hyperparameters=None):
+        with PeakMemory() as memory:
+            self._memory = memory
+            try:
+                self._fit(X, hyperparameters)
+            finally:
+                del self._memory
+        self.peak_memory_mb_ = memory.process_mb
+        self.worker_peak_memory_mb_ = memory.workers_mb
+        workers = ("" if memory.workers_mb is None
+                   else f", largest worker {memory.workers_mb:.0f} MB")
+        logger.info("fit: %d configurations, peak memory %.0f MB in this process%s",
+                    self.n_training_structures_, memory.process_mb, workers)
+        return self
+
+    def _fit(self, X, hyperparameters=None):
+        chunks = self._training_chunks(X)
+        surveys = self._map(partial(training.survey, need_forces=self.fit_forces), chunks, "checking")
+        self.species_ = sorted(set().union(*(s.species for s in surveys)))
+        self.e0_ = self._fit_e0(surveys)
+        self.noise_ = NoiseModel(self.energy_sigma, self.force_sigma, self.virial_sigma,
+                                 self.config_type_sigma)
+        self.terms_ = [clone(term).build(self.species_) for term in (self.terms or default_terms())]
+        if hyperparameters is not None:
+            noise_scales, deltas = hyperparameters
+            self.noise_ = self.noise_.with_scales(noise_scales)
+            for term, delta in zip(self.terms_, deltas):
+                term.delta_ = float(delta)
+        self._choose_sparse_points(chunks)
+        self.data_factors_ = self._map_reduce(partial(training.factors, self.terms_,
+                                                      self.target_settings()),
+                                              training.combine_factors, chunks, "assembling")
+        self.solve_coefficients()
+        self.n_training_structures_ = int(sum(len(s.n_atoms) for s in surveys))
+        if self.optimize_hyperparameters:
+            self._optimize_hyperparameters(chunks)
+
+    def _optimize_hyperparameters(self, chunks):
+        """The ``optimize_hyperparameters`` step at the end of ``fit`` (evidence maximisation
+        from the stored R factors; the labels are read once more for their sigmas)."""
+        setting = self.optimize_hyperparameters
+        max_factor = 10.0 if setting is True else float(setting)
+        noise = NoiseSummary.combine(self._map(partial(noise_summary, self.target_settings()),
+                                               chunks, "noise"))
+        self.hyperparameter_result_ = optimize_with_noise(self, noise, max_factor)
+
+    def target_settings(self):
+        """How this fitted model weighs labels: e0, the noise model and the label kinds."""
+        check_is_fitted(self, "noise_")
+        return training.TargetSettings(e0=self.e0_, noise=self.noise_,
+                                       fit_forces=self.fit_forces, fit_virial=self.fit_virial)
+
+    def sparse_covariance(self):
+        """δ² K_MM of all terms (block diagonal), with the fitted deltas (eV²)."""
+        offsets = column_offsets(self.terms_)
+        covariance = np.zeros((offsets[-1], offsets[-1]))
+        for term, start, stop in zip(self.terms_, offsets[:-1], offsets[1:]):
+            covariance[start:stop, start:stop] = term.sparse_covariance()
+        return covariance
+
+    def prior_factor(self):
+        """The prior rows [Lᵀ | 0] with L Lᵀ = δ² K_MM + jitter (``gapfit.gp.linalg``)."""
+        return gp.prior_factor(self.sparse_covariance(), self.sparse_jitter)
+
+    def solve_coefficients(self):
+        """Solve for ``alpha_`` and the total R factor ``factor_`` from ``data_factors_``
+        and the prior; the one place where coefficients are computed. Returns self."""
+        self.alpha_, self.factor_ = gp.solve(list(self.data_factors_.values()), self.prior_factor())
+        return self
+
+    def update(self, X):
+        """Add labelled structures (a list of Atoms) without a refit: their R factors
+        join ``data_factors_`` and the coefficients are solved again.
+
+        Sparse points, e0 and hyperparameters stay as fitted; the result equals a
+        fit on all the data with the same sparse points and e0. Returns self.
+        """
+        check_is_fitted(self, "data_factors_")
+        structures = list(X)
+        self.check_predictable(structures)
+        chunks = training.chunks_of_structures(structures, self.chunk_atoms)
+        pieces = self._map(partial(training.factors, self.terms_, self.target_settings()), chunks,
+                           "updating")
+        self.data_factors_ = gp.combine_factor_dicts([self.data_factors_] + pieces)
+        self.solve_coefficients()
+        self.n_training_structures_ += len(structures)
+        return self
+
+    def refit(self, X):
+        """A new model of the same settings fitted afresh to X (sparse points chosen again),
+        keeping this model's fitted hyperparameters: noise scales and term deltas."""
+        check_is_fitted(self, "noise_")
+        refitted = clone(self)
+        refitted.set_params(optimize_hyperparameters=False)
+        refitted._fit_measuring_memory(X, (dict(self.noise_.scales),
+                                           [term.delta_ for term in self.terms_]))
+        return refitted
+
+    def _training_chunks(self, X):
+        if isinstance(X, (str, os.PathLike)):
+            X = [X]
+        X = list(X)
+        if not X:
+            raise ValueError("no training configurations given")
+        if all(isinstance(item, (str, os.PathLike)) for item in X):
+            return training.chunks_of_files(X, self.chunk_atoms, self.read_options)
+        return training.chunks_of_structures(X, self.chunk_atoms)
+
+    def _progress(self, description):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+        return partial(tqdm, desc=description, unit="chunk")
+
+    def _map(self, func, chunks, description):
+        return map_chunks(func, chunks, n_jobs=self.n_jobs, client=self.backend,
+                          progress=self._progress(description),
+                          memory=getattr(self, "_memory", None))
+
+    def _map_reduce(self, func, combine, chunks, description):
+        return map_reduce_chunks(func, combine, chunks, n_jobs=self.n_jobs, client=self.backend,
+                                 progress=self._progress(description),
+                                 memory=getattr(self, "_memory", None))
+
+    def _fit_e0(self, surveys):
+        """Isolated-atom energy per atomic number, eV."""
+        from ase.data import atomic_numbers
+        species = self.species_
+        if isinstance(self.e0, dict):
+            given = {(atomic_numbers[k] if isinstance(k, str) else int(k)): float(v)
+                     for k, v in self.e0.items()}
+            missing = [z for z in species if z not in given]
+            if missing:
+                raise ValueError(f"e0 has no value for atomic numbers {missing}")
+            return {z: given[z] for z in species}
+        if self.e0 == "average":
+            per_atom = (sum(s.energies.sum() for s in surveys)
+                        / sum(s.n_atoms.sum() for s in surveys))
+            return {z: float(per_atom) for z in species}
+        if self.e0 == "isolated":
+            found = {}
+            for s in surveys:
+                found.update(s.single_atom_energies)
+            missing = [z for z in species if z not in found]
+            if missing:
+                raise ValueError(f"e0='isolated' but no single-atom configuration for atomic numbers {missing}")
+            return {z: found[z] for z in species}
+        raise ValueError(f"e0 must be 'average', 'isolated' or a dict, not {self.e0!r}")
+
+    def _selection_seed(self):
+        """Integer seed of the sparse-point proposals (``gapfit.gp.sparse.chunk_rng``)."""
+        if isinstance(self.random_state, (int, np.integer)):
+            return int(self.random_state)
+        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
+               else np.random.default_rng(self.random_state))
+        return int(rng.integers(2 ** 63))
+
+    def _choose_sparse_points(self, chunks):
+        """Sparse points of every term in passes over the chunks (``gapfit.gp.sparse``):
+        feature statistics, then candidates; no process holds all the features."""
+        all_terms = range(len(self.terms_))
+        summaries = self._map_reduce(partial(training.summarize_features, self.terms_, all_terms),
+                                     training.merge_summary_lists, chunks, "feature statistics")
+        adapted = [i for i, term in enumerate(self.terms_)
+                   if term.adapt_to_moments(*pooled_moments(summaries[i]))]
+        if adapted:  # their descriptors changed: summarise the new features
+            again = self._map_reduce(partial(training.summarize_features, self.terms_, adapted),
+                                     training.merge_summary_lists, chunks, "feature statistics")
+            summaries = [again[i] if i in adapted else s for i, s in enumerate(summaries)]
+        plans = [plan_selection(summary, term.n_sparse, term.sparse_method)
+                 for term, summary in zip(self.terms_, summaries)]
+        proposing = [plan if plan.method != "uniform" else None for plan in plans]
+        candidates = [None] * len(plans)
+        if any(plan is not None for plan in proposing):
+            candidates = self._map_reduce(
+                partial(training.propose_sparse, self.terms_, proposing, self._selection_seed()),
+                partial(training.merge_candidate_lists, proposing), chunks, "sparse candidates")
+        for term, plan, summary, proposed in zip(self.terms_, plans, summaries, candidates):
+            chosen, chosen_channels = finish_selection(plan, summary, proposed, term.n_sparse,
+                                                       label=type(term).__name__)
+            term.set_sparse(chosen, chosen_channels)
+
+    # -------------------------------------------------------------- predict
+    def check_predictable(self, structures):
+        """Raise unless the model is fitted and ``structures`` hold only its species and no
+        overlapping atoms."""
+        check_is_fitted(self, "alpha_")
+        check_structures(structures, species=self.species_)
+
+    def predict_structure(self, atoms):
+        """Prediction (local energies eV, forces eV/Å, virial eV) of one Atoms."""
+        e0 = np.array([self.e0_[int(z)] for z in atoms.numbers])
+        return predict_structure(self.terms_, self.alpha_, e0, atoms)
+
+    def predict(self, X, return_std=False):
+        """Total energies (eV), one per configuration of the list X.
+
+        With ``return_std``, also the posterior standard deviations (eV) of the
+        latent energies (``predict_variances`` has local energies and forces).
+        """
+        structures = list(X)
+        self.check_predictable(structures)
+        energies = np.array([self.predict_structure(atoms).energy for atoms in structures])
+        if not return_std:
+            return energies
+        return energies, np.array([v.energy_std for v in self.predict_variances(structures)])
+
+    def posterior(self):
+        """The factors posterior variances need (``gapfit.uncertainty.posterior.Posterior``),
+        computed once per fitted state and kept until the coefficients change."""
+        check_is_fitted(self, "factor_")
+        cached = getattr(self, "_posterior", None)
+        if cached is None or not cached.is_current(self):
+            cached = self._posterior = Posterior(self)
+        return cached
+
+    def predict_variances(self, X):
+        """Posterior variances per configuration (``gapfit.uncertainty.posterior.StructureVariance``:
+        energy eV², local_energies eV², forces (eV/Å)², with ``*_std`` properties)."""
+        structures = list(X)
+        self.check_predictable(structures)
+        posterior = self.posterior()
+        return [structure_variance(self, atoms, posterior) for atoms in structures]
+
+    def predict_forces(self, X):
+        """Forces (eV/Å), one (N, 3) array per configuration."""
+        structures = list(X)
+        self.check_predictable(structures)
+        return [self.predict_structure(atoms).forces for atoms in structures]
+
+    def score(self, X, y=None):
+        """Minus the force RMSE in eV/Å (greater is better), for model selection."""
+        from ..evaluate.errors import force_errors
+        return -force_errors(self, list(X))["rmse"]
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path):
+        """Write the fitted model to ``path`` atomically (see ``gapfit.model.model_file``)."""
+        from .model_file import save_model
+        check_is_fitted(self, "alpha_")
+        save_model(self, path)

@@ -1,0 +1,113 @@
+"""numba kernels of the prediction path: kernel-to-energy contractions and the scatter of
+pair gradients into forces and the virial.
+
+Plain arrays in and out; the Python side (``gapfit.predict.predictor``) chooses them.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..descriptors._soap_kernels import exp_of_nonpositive
+
+
+@njit(cache=True)
+def _integer_power(x, exponent):
+    result = 1.0
+    for _ in range(exponent):
+        result *= x
+    return result
+
+
+@njit(cache=True, parallel=True)
+def dot_product_energies(projections, norms, coefficients, zeta, energies):
+    """Local energies of the normalised dot-product kernel, and its weights for ∂E/∂q.
+
+    projections : (n_envs, M) q_i · ŝ_m on entry (features times unit sparse points);
+        overwritten with w_im = ζ α_m c_im^(ζ-1) / |q_i|, so that
+        ∂E_i/∂q_i = Σ_m w_im ŝ_m - ζ E_i q_i / |q_i|² (eV per feature unit).
+    norms : (n_envs,) |q_i| (zero-norm environments use 1, as ``kernels`` does).
+    coefficients : (M,) α_m δ² in eV. zeta : positive integer.
+    energies : (n_envs,) output, E_i = Σ_m α_m δ² c_im^ζ with c_im = q̂_i · ŝ_m (eV).
+    """
+    n_envs, n_sparse = projections.shape
+    for i in prange(n_envs):
+        inverse_norm = 1.0 / norms[i] if norms[i] > 0.0 else 1.0
+        energy = 0.0
+        row = projections[i]
+        for m in range(n_sparse):
+            cosine = row[m] * inverse_norm
+            power = _integer_power(cosine, zeta - 1)
+            weighted = coefficients[m] * power
+            energy += weighted * cosine
+            row[m] = zeta * weighted * inverse_norm
+        energies[i] = energy
+
+
+@njit(cache=True)
+def _cosine_cutoff(distance, cutoff, transition_width):
+    start = cutoff - transition_width
+    x = (distance - start) / transition_width
+    if x <= 0.0:
+        return 1.0, 0.0
+    if x >= 1.0:
+        return 0.0, 0.0
+    return (0.5 * (1.0 + np.cos(np.pi * x)),
+            -0.5 * np.pi / transition_width * np.sin(np.pi * x))
+
+
+@njit(cache=True)
+def cutoff_squared_exponential_energies(distances, sparse_distances, weights, theta, cutoff,
+                                        transition_width, energies, d_energy_d_distances):
+    """Pair energies E_p = f(r_p) Σ_m a_m exp(-(r_p - x_m)² / 2θ²) and dE_p/dr_p (eV/Å).
+
+    distances : (n_pairs,) r_p in Å; sparse_distances : (M,) x_m in Å;
+    weights : (M,) a_m = α_m δ² f(x_m) in eV; f is GAP's cosine cutoff.
+    """
+    inverse_theta2 = 1.0 / (theta * theta)
+    n_sparse = sparse_distances.shape[0]
+    arguments = np.empty(n_sparse)
+    gaussians = np.empty(n_sparse)
+    scratch = np.empty(n_sparse)
+    for p in range(distances.shape[0]):
+        r = distances[p]
+        f, df = _cosine_cutoff(r, cutoff, transition_width)
+        if f == 0.0:
+            energies[p] = 0.0
+            d_energy_d_distances[p] = 0.0
+            continue
+        for m in range(n_sparse):
+            difference = r - sparse_distances[m]
+            arguments[m] = -0.5 * difference * difference * inverse_theta2
+        exp_of_nonpositive(arguments, gaussians, scratch, n_sparse)
+        total = 0.0
+        slope = 0.0
+        for m in range(n_sparse):
+            term = weights[m] * gaussians[m]
+            total += term
+            slope -= term * (r - sparse_distances[m]) * inverse_theta2
+        energies[p] = f * total
+        d_energy_d_distances[p] = df * total + f * slope
+
+
+@njit(cache=True)
+def add_forces_and_virial(centers, neighbors, vectors, gradients, forces, virial):
+    """Scatter ∂E/∂(pair vector) g_p (eV/Å) into forces (eV/Å) and the virial (eV).
+
+    For the pair vector D_p = r_neighbour - r_centre: F_centre += g_p, F_neighbour -= g_p,
+    virial -= g_p ⊗ D_p (summed, not yet symmetrised).
+    """
+    for p in range(centers.shape[0]):
+        i = centers[p]
+        j = neighbors[p]
+        for a in range(3):
+            g = gradients[p, a]
+            forces[i, a] += g
+            forces[j, a] -= g
+            for b in range(3):
+                virial[a, b] -= g * vectors[p, b]
+
+
+@njit(cache=True)
+def add_local_energies(center_atoms, env_energies, local_energies):
+    """local_energies[center_atoms[e]] += env_energies[e] (eV)."""
+    for e in range(center_atoms.shape[0]):
+        local_energies[center_atoms[e]] += env_energies[e]

@@ -1,0 +1,64 @@
+"""ASE calculator around a fitted GAP: energy, free_energy, energies, forces, stress."""
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from sklearn.utils.validation import check_is_fitted
+
+from ..structures.checks import check_structures
+from .predictor import StructurePredictor
+from ..structures.voigt import stress_from_virial
+
+# changes after which the structure is checked again (geometry and species)
+_STRUCTURAL_CHANGES = {"numbers", "cell", "pbc"}
+
+
+class GAPCalculator(Calculator):
+    """Adapts a fitted ``gapfit.GAP`` to ASE (eV, eV/Å, eV/Å³ in ASE's sign and Voigt order).
+
+    With ``uncertainty=True`` the results also hold posterior standard deviations
+    (``gapfit.uncertainty.posterior``): ``energy_std`` (eV), ``energies_std`` (per atom, eV) and
+    ``forces_std`` (N×3, eV/Å).
+
+    ``skin`` (Å) is the margin of the neighbour list kept between calls: it is searched
+    at the model's cutoff + skin and reused, with only its pair vectors recomputed, until
+    an atom has moved more than skin / 2 or the cell, periodicity or species change
+    (``gapfit.structures.neighbors.SkinNeighborList``). Results are the same as without reuse.
+    """
+
+    implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
+
+    def __init__(self, model, uncertainty=False, skin=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.uncertainty = uncertainty
+        self.skin = skin
+        self._predictor = None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        if self._predictor is None or not self._predictor.is_current(self.model):
+            check_is_fitted(self.model, "alpha_")
+            self._predictor = StructurePredictor.from_model(self.model, skin=self.skin)
+            system_changes = all_changes
+        if _STRUCTURAL_CHANGES.intersection(system_changes):
+            # overlapping atoms are caught on every call by the predictor itself
+            check_structures([atoms], species=self.model.species_, min_distance=None)
+        prediction = self._predictor.predict(atoms)
+        self.results = {
+            "energy": prediction.energy,
+            "free_energy": prediction.energy,
+            "energies": prediction.local_energies,
+            "forces": prediction.forces,
+        }
+        if atoms.pbc.all():
+            self.results["stress"] = stress_from_virial(prediction.virial, atoms.get_volume())
+        elif "stress" in properties:
+            raise PropertyNotImplementedError(
+                "stress needs a structure periodic in all three directions")
+        if self.uncertainty:
+            self._add_uncertainty(atoms)
+
+    def _add_uncertainty(self, atoms):
+        result = self.model.predict_variances([atoms])[0]
+        self.results["energy_std"] = result.energy_std
+        self.results["energies_std"] = result.local_energies_std
+        self.results["forces_std"] = result.forces_std

@@ -1,0 +1,229 @@
+"""Energy, local energies, forces and virial of one structure from fitted terms: the MD path.
+
+Per term, the local energy E_i = Σ_m α_m δ² k(q_i, s_m) and its gradient ∂E/∂q_i are
+computed for all environments at once (the sparse-point side, α δ² and the sparse points
+as the kernel stores them, is prepared once per model); the descriptor's vector-Jacobian
+product turns ∂E/∂q into ∂E/∂(pair vector), which is scattered into forces and the
+virial. ``StructurePredictor`` keeps those constants and, for MD, a neighbour list with
+a skin (``gapfit.structures.neighbors.SkinNeighborList``) that is reused while atoms move little.
+"""
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from . import _kernels as kernels
+from ..gp.kernels import CutoffSquaredExponential, NormalizedDotProduct, cosine_cutoff
+from ..fit.threads import single_thread
+from ..structures.neighbors import SkinNeighborList, build_neighbor_list, within
+
+# environments handled at once by the dot-product kernel: bounds the (block, M) scratch
+ENV_BLOCK = 2048
+# structures smaller than this run on one thread (see ``_threads_for``)
+PARALLEL_MIN_ATOMS = 64
+# atoms closer than this (Å) are reported as overlapping, as ``checks.check_structures`` does
+MIN_DISTANCE = 0.5
+
+
+@dataclass
+class Prediction:
+    """Model output for one structure: eV, eV/Å, eV (virial, 3×3)."""
+
+    local_energies: np.ndarray
+    forces: np.ndarray
+    virial: np.ndarray
+
+    @property
+    def energy(self):
+        return float(self.local_energies.sum())
+
+
+def _is_integer(value):
+    return float(value).is_integer() and value >= 1
+
+
+class _ChannelModel:
+    """One channel of one term: its sparse points (as the kernel stores them) and α δ² (eV)."""
+
+    def __init__(self, channel, sparse_points, coefficients):
+        self.channel = channel
+        self.sparse_points = np.ascontiguousarray(sparse_points, dtype=np.float64)
+        self.coefficients = np.ascontiguousarray(coefficients, dtype=np.float64)
+
+
+class TermPredictor:
+    """Local energies and ∂E/∂q of the environments of one fitted term.
+
+    ``alpha`` holds this term's coefficients (one per sparse point). The dot-product
+    kernel with an integer ζ and the 2-body cutoff squared exponential have dedicated
+    numba contractions; any other kernel goes through its ``values_and_factors``.
+    """
+
+    def __init__(self, term, alpha):
+        self.term = term
+        self.descriptor = term.descriptor_
+        self.cutoff = term.neighbor_cutoff
+        self.kernel = term.kernel_
+        scale = term.delta_ ** 2
+        self.channels = [
+            _ChannelModel(channel, term.sparse_points_[start:stop], scale * alpha[start:stop])
+            for channel, (start, stop) in term.channel_columns_.items()]
+        kernel = self.kernel
+        if isinstance(kernel, NormalizedDotProduct) and _is_integer(kernel.zeta):
+            self._contract = self._dot_product
+        elif isinstance(kernel, CutoffSquaredExponential) and self.descriptor.n_features == 1:
+            for part in self.channels:
+                cutoff_values, _ = cosine_cutoff(part.sparse_points[:, 0], kernel.cutoff,
+                                                 kernel.transition_width)
+                part.pair_weights = np.ascontiguousarray(part.coefficients * cutoff_values)
+                part.sparse_distances = np.ascontiguousarray(part.sparse_points[:, 0])
+            self._contract = self._pair_distance
+        else:
+            self._contract = self._generic
+
+    def energies_and_gradients(self, environments):
+        """(env_energies (n_envs,) eV, ∂E/∂q (n_envs, n_features) eV per feature unit).
+        Environments of channels without sparse points contribute nothing."""
+        features = environments.features
+        energies = np.zeros(len(features))
+        gradients = np.zeros_like(features)
+        for part in self.channels:
+            members = environments.channels == part.channel
+            if members.all():
+                envs = slice(None)
+            else:
+                envs = np.flatnonzero(members)
+                if len(envs) == 0:
+                    continue
+            energies[envs], gradients[envs] = self._contract(part, features[envs])
+        return energies, gradients
+
+    def _dot_product(self, part, features):
+        zeta = int(self.kernel.zeta)
+        energies = np.empty(len(features))
+        gradients = np.empty_like(features)
+        for first in range(0, len(features), ENV_BLOCK):
+            block = slice(first, first + ENV_BLOCK)
+            values = features[block]
+            norms = np.sqrt(np.einsum("ij,ij->i", values, values))
+            weights = values @ part.sparse_points.T
+            kernels.dot_product_energies(weights, norms, part.coefficients, zeta, energies[block])
+            safe = np.where(norms > 0.0, norms, 1.0)
+            np.matmul(weights, part.sparse_points, out=gradients[block])
+            gradients[block] -= (zeta * energies[block] / safe ** 2)[:, None] * values
+        return energies, gradients
+
+    def _pair_distance(self, part, features):
+        distances = np.ascontiguousarray(features[:, 0])
+        energies = np.empty(len(distances))
+        slopes = np.empty(len(distances))
+        kernel = self.kernel
+        kernels.cutoff_squared_exponential_energies(
+            distances, part.sparse_distances, part.pair_weights, float(kernel.theta),
+            float(kernel.cutoff), float(kernel.transition_width), energies, slopes)
+        return energies, slopes[:, None]
+
+    def _generic(self, part, features):
+        values, factor_sparse, factor_self = self.kernel.values_and_factors(features,
+                                                                            part.sparse_points)
+        coefficients = part.coefficients
+        gradients = ((factor_sparse * coefficients) @ part.sparse_points
+                     + (factor_self @ coefficients)[:, None] * features)
+        return values @ coefficients, gradients
+
+    def add_to(self, atoms, neighbor_list, local_energies, forces, virial):
+        """Add this term's local energies (eV), forces (eV/Å) and virial (eV, 3×3, not yet
+        symmetrised) for ``atoms`` with a neighbour list covering ``self.cutoff``."""
+        nl = within(neighbor_list, self.cutoff)
+        environments = self.descriptor.compute(atoms, nl, gradients=False)
+        env_energies, d_energy_d_features = self.energies_and_gradients(environments)
+        kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
+        pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward(
+            atoms, nl, d_energy_d_features)
+        centers = np.ascontiguousarray(environments.center_atoms[pair_envs])
+        kernels.add_forces_and_virial(centers, np.ascontiguousarray(pair_neighbors),
+                                      np.ascontiguousarray(pair_vectors, dtype=np.float64),
+                                      np.ascontiguousarray(gradient, dtype=np.float64),
+                                      forces, virial)
+
+
+class StructurePredictor:
+    """Predictions of single structures for fixed terms and coefficients.
+
+    terms : fitted terms (``GAP.terms_``); alpha : (M_total,) coefficients;
+    e0 : {atomic number: isolated-atom energy eV} or None (then pass e0_per_atom).
+    skin : Å, or None. With a skin, one ``SkinNeighborList`` is kept and reused across
+        calls (MD); without, every call searches its neighbours afresh.
+    """
+
+    def __init__(self, terms, alpha, e0=None, skin=None):
+        self.terms = terms
+        self.alpha = alpha
+        self.e0 = e0
+        self.skin = skin
+        self._deltas = [term.delta_ for term in terms]
+        self._e0_by_number = np.zeros(119)
+        for number, energy in (e0 or {}).items():
+            self._e0_by_number[int(number)] = energy
+        sizes = [term.n_sparse_points for term in terms]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.term_predictors = [TermPredictor(term, alpha[start:stop])
+                                for term, start, stop in zip(terms, offsets[:-1], offsets[1:])]
+        self.cutoff = max(term.neighbor_cutoff for term in terms)
+        self.neighbor_list = SkinNeighborList(self.cutoff, skin) if skin is not None else None
+
+    @classmethod
+    def from_model(cls, model, skin=None):
+        return cls(model.terms_, model.alpha_, model.e0_, skin)
+
+    def is_current(self, model):
+        """True while ``model`` still holds the terms, coefficients and deltas used here."""
+        return (getattr(model, "alpha_", None) is self.alpha
+                and getattr(model, "terms_", None) is self.terms
+                and [term.delta_ for term in self.terms] == self._deltas)
+
+    def _neighbors(self, atoms):
+        if self.neighbor_list is not None:
+            return self.neighbor_list.get(atoms)
+        return build_neighbor_list(atoms, self.cutoff)
+
+    def predict(self, atoms, e0_per_atom=None):
+        """Prediction (local energies eV, forces eV/Å, virial eV) of ``atoms``.
+
+        Raises ValueError (from ``checks.check_structures``) when two atoms are closer
+        than MIN_DISTANCE Å.
+        """
+        if e0_per_atom is None:
+            e0_per_atom = self._e0_by_number[atoms.numbers]
+        neighbor_list = self._neighbors(atoms)
+        if neighbor_list.distances.size and neighbor_list.distances.min() < MIN_DISTANCE:
+            from ..structures.checks import check_structures
+            check_structures([atoms], min_distance=MIN_DISTANCE)
+        n_atoms = len(atoms)
+        local_energies = np.array(e0_per_atom, dtype=np.float64)
+        forces = np.zeros((n_atoms, 3))
+        virial = np.zeros((3, 3))
+        with _threads_for(n_atoms):
+            for term_predictor in self.term_predictors:
+                term_predictor.add_to(atoms, neighbor_list, local_energies, forces, virial)
+        return Prediction(local_energies, forces, 0.5 * (virial + virial.T))
+
+
+@contextmanager
+def _threads_for(n_atoms):
+    """One thread (numba and BLAS) for structures too small to share out: waking a
+    second thread costs more than it saves there, and far more on a busy machine."""
+    if n_atoms >= PARALLEL_MIN_ATOMS or numba.get_num_threads() == 1:
+        yield
+        return
+    with single_thread():
+        yield
+
+
+def predict_structure(terms, alpha, e0_per_atom, atoms):
+    """Local energies, forces and virial of ``atoms`` for coefficients ``alpha``.
+
+    e0_per_atom : (n_atoms,) isolated-atom energies in eV.
+    """
+    return StructurePredictor(terms, alpha).predict(atoms, e0_per_atom)
