@@ -6,6 +6,7 @@ returns self. Array-input validation of scikit-learn does not apply.
 """
 import logging
 import os
+import time
 from functools import partial
 
 import numpy as np
@@ -15,14 +16,14 @@ from sklearn.utils.validation import check_is_fitted
 from ..gp import linalg as gp
 from ..fit import training
 from ..fit.assembly import column_offsets
-from ..predict.predictor import predict_structure
+from ..predict.predictor import StructurePredictor, predict_structure
 from ..uncertainty.hyperparameters import NoiseSummary, noise_summary, optimize_with_noise
 from ..uncertainty.posterior import Posterior, structure_variance
 from ..structures.checks import check_structures
 from ..fit.memory import PeakMemory
 from ..fit.parallel import map_chunks, map_reduce_chunks
 from ..gp.sparse import finish_selection, plan_selection, pooled_moments
-from .terms import default_terms
+from . import recipe
 from ..fit.noise import NoiseModel
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class GAP(BaseEstimator):
                  config_type_sigma=None, e0="average", fit_forces=True, fit_virial=True,
                  sparse_jitter=1e-8, chunk_atoms=512, n_jobs=None, backend=None,
                  read_options=None, random_state=None, verbose=False,
-                 optimize_hyperparameters=False):
+                 optimize_hyperparameters=False, prefer="speed", search_time=None):
         self.terms = terms
         self.energy_sigma = energy_sigma
         self.force_sigma = force_sigma
@@ -95,6 +96,8 @@ class GAP(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.optimize_hyperparameters = optimize_hyperparameters
+        self.prefer = prefer
+        self.search_time = search_time
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -120,13 +123,17 @@ class GAP(BaseEstimator):
         return self
 
     def _fit(self, X, hyperparameters=None):
+        started = time.perf_counter()
         chunks = self._training_chunks(X)
         surveys = self._map(partial(training.survey, need_forces=self.fit_forces), chunks, "checking")
         self.species_ = sorted(set().union(*(s.species for s in surveys)))
         self.e0_ = self._fit_e0(surveys)
         self.noise_ = NoiseModel(self.energy_sigma, self.force_sigma, self.virial_sigma,
                                  self.config_type_sigma)
-        self.terms_ = [clone(term).build(self.species_) for term in (self.terms or default_terms())]
+        terms = self.terms
+        if terms is None:
+            terms, self.recipe_ = recipe.search(self, [a for c in chunks for a in c.load()])
+        self.terms_ = [clone(term).build(self.species_) for term in terms]
         if hyperparameters is not None:
             noise_scales, deltas = hyperparameters
             self.noise_ = self.noise_.with_scales(noise_scales)
@@ -138,14 +145,30 @@ class GAP(BaseEstimator):
                                               training.combine_factors, chunks, "assembling")
         self.solve_coefficients()
         self.n_training_structures_ = int(sum(len(s.n_atoms) for s in surveys))
-        if self.optimize_hyperparameters:
+        if self.optimize_hyperparameters or self.terms is None:
             self._optimize_hyperparameters(chunks)
+        if self.terms is None:
+            self.recipe_.final_md_us_per_atom = self._md_microseconds_per_atom(chunks[0].load())
+            self.recipe_.seconds = time.perf_counter() - started
+            logger.info("%s", self.recipe_.format_table())
+
+    def _md_microseconds_per_atom(self, structures):
+        """Best of three energy+forces+stress calls on the largest of ``structures`` (µs/atom)."""
+        atoms = max(structures, key=len)
+        predictor = StructurePredictor.from_model(self)
+        predictor.predict(atoms)
+        times = []
+        for _ in range(3):
+            began = time.perf_counter()
+            predictor.predict(atoms)
+            times.append(time.perf_counter() - began)
+        return 1e6 * min(times) / len(atoms)
 
     def _optimize_hyperparameters(self, chunks):
         """The ``optimize_hyperparameters`` step at the end of ``fit`` (evidence maximisation
         from the stored R factors; the labels are read once more for their sigmas)."""
         setting = self.optimize_hyperparameters
-        max_factor = 10.0 if setting is True else float(setting)
+        max_factor = 10.0 if setting in (True, False) else float(setting)
         noise = NoiseSummary.combine(self._map(partial(noise_summary, self.target_settings()),
                                                chunks, "noise"))
         self.hyperparameter_result_ = optimize_with_noise(self, noise, max_factor)

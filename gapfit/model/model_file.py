@@ -14,9 +14,9 @@ import tempfile
 import zipfile
 
 import numpy as np
-from sklearn.base import clone
 
 from ..fit.noise import NoiseModel
+from .recipe import RecipeReport
 
 FORMAT = "gapfit-model"
 FORMAT_VERSION = 1
@@ -59,7 +59,8 @@ def _model_arrays(model):
 def _header(model, arrays):
     from .. import __version__
     params = model.get_params(deep=False)
-    params["terms"] = [_term_record(term) for term in model.terms_]
+    params["terms"] = (None if model.terms is None
+                       else [_term_record(term) for term in model.terms])
     if not isinstance(params.get("random_state"), (int, type(None))):
         params["random_state"] = None
     return {
@@ -67,7 +68,9 @@ def _header(model, arrays):
         "settings": params, "species": model.species_, "units": UNITS,
         "e0": {str(z): value for z, value in model.e0_.items()},
         "noise": model.noise_.to_dict(),
+        "fitted_terms": [_term_record(term) for term in model.terms_],
         "fitted_deltas": [term.delta_ for term in model.terms_],
+        "recipe": model.recipe_.to_dict() if hasattr(model, "recipe_") else None,
         "n_training_structures": model.n_training_structures_,
         "checksums": {name: _digest(array) for name, array in arrays.items()},
     }
@@ -123,17 +126,23 @@ def load_model(path):
         if name not in arrays or _digest(arrays[name]) != digest:
             raise ModelFileError(f"{path}: array {name!r} is missing or corrupted (checksum mismatch)")
     settings = dict(header["settings"])
-    settings["terms"] = [_term_from_record(record) for record in settings["terms"]]
+    if settings["terms"] is not None:
+        settings["terms"] = [_term_from_record(record) for record in settings["terms"]]
     model = GAP(**settings)
     model.species_ = [int(z) for z in header["species"]]
     model.e0_ = {int(z): float(v) for z, v in header["e0"].items()}
-    model.terms_ = [clone(term).build(model.species_) for term in model.terms]
+    # files before fitted terms were stored separately: the settings' terms were the fitted ones
+    fitted = [_term_from_record(record)
+              for record in header.get("fitted_terms", header["settings"]["terms"])]
+    model.terms_ = [term.build(model.species_) for term in fitted]
     # files before the noise model and fitted deltas were stored: the settings are the fit
     model.noise_ = (NoiseModel.from_dict(header["noise"]) if "noise" in header else
                     NoiseModel(model.energy_sigma, model.force_sigma, model.virial_sigma,
                                model.config_type_sigma))
     for term, delta in zip(model.terms_, header.get("fitted_deltas", [])):
         term.delta_ = float(delta)
+    if header.get("recipe"):
+        model.recipe_ = RecipeReport.from_dict(header["recipe"])
     for index, term in enumerate(model.terms_):
         term.set_sparse(arrays[f"term{index}_sparse_points"], arrays[f"term{index}_sparse_channels"])
         prefix = f"term{index}_state_"

@@ -198,7 +198,8 @@ def optimize_with_noise(model, noise, max_factor=10.0, optimize_sigmas=True, opt
     apply_scales(model, evidence, best)
     return {"names": evidence.names, "scales": np.exp(best).tolist(),
             "log_marginal_likelihood_before": float(before),
-            "log_marginal_likelihood_after": float(after), "evaluations": evaluations[0]}
+            "log_marginal_likelihood_after": float(after), "evaluations": evaluations[0],
+            "n_rows": int(n_rows)}
 
 
 def optimize(model, structures, max_factor=10.0, optimize_sigmas=True, optimize_deltas=True):
