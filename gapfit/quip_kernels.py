@@ -31,6 +31,7 @@ __all__ = [
     "QuipPP",
     "quip_kernel",
     "local_energies",
+    "energy_forces_virial",
 ]
 
 
@@ -177,3 +178,35 @@ def local_energies(coordinate, features, cutoffs=None, gradient=False):
     d_scaled = (factor_sparse * weights) @ s + (factor_self @ weights)[:, None] * q
     d_features = (cutoffs * delta2)[:, None] * d_scaled * kernel.raw_gradient_scale()
     return cutoffs * u, d_features, u
+
+
+def energy_forces_virial(coordinate, features, cutoffs, gradients, cutoff_gradients,
+                         gradient_descriptor, gradient_atom, gradient_positions, n_atoms):
+    """Energy, forces and virial of one coordinate from descriptor values and gradients.
+
+    Parameters
+    ----------
+    coordinate : a ``QuipCoordinate``
+    features : (n, d) descriptor vectors; cutoffs : (n,) their covariance cutoffs
+    gradients : (g, 3, d) ∂q/∂r for each (descriptor, atom) entry (1/Å in descriptor units)
+    cutoff_gradients : (g, 3) ∂f/∂r of the same entries (1/Å)
+    gradient_descriptor, gradient_atom : (g,) 0-based descriptor and atom of each entry
+    gradient_positions : (g, 3) position (Å) of the entry's atom as seen by the descriptor
+        (the periodic image that enters it)
+    n_atoms : number of atoms
+
+    Returns
+    -------
+    energy (eV, without e0), forces (n_atoms, 3) eV/Å, virial (3, 3) eV,
+    W = -Σ_entries r ⊗ ∂E/∂r (ASE stress = -W / V)
+    """
+    energies, d_features, d_cutoffs = local_energies(coordinate, features, cutoffs,
+                                                     gradient=True)
+    gradient_descriptor = np.asarray(gradient_descriptor, dtype=np.int64)
+    d_positions = (np.einsum("gxd,gd->gx", np.asarray(gradients, dtype=np.float64),
+                             d_features[gradient_descriptor])
+                   + d_cutoffs[gradient_descriptor][:, None] * np.asarray(cutoff_gradients))
+    forces = np.zeros((int(n_atoms), 3))
+    np.add.at(forces, np.asarray(gradient_atom, dtype=np.int64), -d_positions)
+    virial = -np.asarray(gradient_positions, dtype=np.float64).T @ d_positions
+    return float(energies.sum()), forces, virial
