@@ -135,11 +135,12 @@ def record_prediction(model, atoms):
     return energy, forces, stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
 
 
-def quippy_prediction(path, atoms):
+def quippy_prediction(path, atoms, init_args=None):
     from quippy.potential import Potential
 
     atoms = atoms.copy()
-    atoms.calc = Potential(param_filename=str(path))
+    atoms.calc = (Potential(param_filename=str(path)) if init_args is None
+                  else Potential(init_args, param_filename=str(path)))
     return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
 
 
@@ -199,7 +200,11 @@ def test_written_model_loads_in_quippy_and_gives_the_record_numbers(fitted, tmp_
         coordinate.alpha = coordinate.alpha * (1.0 + 0.1 * np.cos(np.arange(coordinate.n_sparse)))
     written = write_gap_xml(model, tmp_path / "exported.xml")
     for atoms in fresh_structures(data_name):
-        assert_same_prediction(quippy_prediction(written, atoms), record_prediction(model, atoms))
+        ours = record_prediction(model, atoms)
+        assert_same_prediction(quippy_prediction(written, atoms), ours)
+    # the initialisation string LAMMPS pair_style quip passes (pair_coeff * * file "..." Z)
+    assert_same_prediction(quippy_prediction(written, atoms, f"Potential xml_label={model.label}"),
+                           ours)
 
 
 @needs_quip
