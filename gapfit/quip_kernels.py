@@ -61,6 +61,14 @@ class QuipDotProduct:
         """Per-dimension factor from ∂k/∂q̃ to ∂k/∂q: 1 (q̃ = q)."""
         return 1.0
 
+    def covariance(self, features_a, features_b):
+        """k between two sets of raw descriptor vectors, (n_a, n_b)."""
+        return self.values(self.prepare_features(features_a), self.prepare_sparse(features_b))
+
+    def sparse_covariance(self, sparse):
+        """k between raw sparse points, (M, M) (cutoffs and δ² are the caller's)."""
+        return self.covariance(sparse, sparse)
+
 
 class _ScaledIsotropic:
     """Shared parts of ard_se and pp: descriptors divided by θ per dimension."""
@@ -80,6 +88,14 @@ class _ScaledIsotropic:
     def raw_gradient_scale(self):
         """Per-dimension factor 1/θ from ∂k/∂q̃ to ∂k/∂q."""
         return 1.0 / self._theta()
+
+    def covariance(self, features_a, features_b):
+        """k between two sets of raw descriptor vectors, (n_a, n_b)."""
+        return self.values(self.prepare_features(features_a), self.prepare_sparse(features_b))
+
+    def sparse_covariance(self, sparse):
+        """k between raw sparse points, (M, M) (cutoffs, δ² and μ² are the caller's)."""
+        return self.covariance(sparse, sparse)
 
     @staticmethod
     def _squared_distances(features, sparse):

@@ -388,3 +388,17 @@ def test_kernel_forms():
     np.testing.assert_allclose(values, np.maximum(1 - r, 0) ** 5 * (5 * r + 1))
     assert np.all(values[r >= 1] == 0.0) and np.any(r < 1) and np.any(r >= 1)
     np.testing.assert_allclose(pp.values(np.zeros((1, 4)), np.zeros((1, 4))), 1.0)
+
+
+def test_covariance_on_raw_vectors_is_symmetric_with_unit_diagonal_where_expected():
+    rng = np.random.default_rng(2)
+    points = rng.normal(size=(6, 3))
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    theta = np.array([0.8, 1.5, 2.5])
+    for kernel, vectors in ((QuipDotProduct(2), unit), (QuipARDSE(theta), points),
+                            (QuipPP(3 * theta, 3), points)):
+        matrix = kernel.sparse_covariance(vectors)
+        np.testing.assert_allclose(matrix, matrix.T, rtol=1e-13)
+        np.testing.assert_allclose(np.diag(matrix), 1.0, rtol=1e-13)
+        np.testing.assert_allclose(kernel.covariance(vectors[:2], vectors), matrix[:2], rtol=1e-13)
+        assert np.all(np.linalg.eigvalsh(matrix) > -1e-12)  # a covariance: positive semidefinite
