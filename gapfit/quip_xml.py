@@ -231,6 +231,14 @@ def _read_sparse_points(coordinate, path, where, n_sparse, dimensions):
     return values.reshape(n_sparse, dimensions)
 
 
+def _indexed(element, tag, path, where):
+    """The ``<tag i="...">`` children of ``element`` in order of ``i``."""
+    children = element.findall(tag)
+    for child in children:
+        _int(child, "i", path, f"<{tag}> of {where}")
+    return sorted(children, key=lambda child: int(float(child.get("i"))))
+
+
 def _read_coordinate(element, path, index):
     where = f"gpCoordinates {index + 1} (label {element.get('label')})"
     descriptor_element = element.find("descriptor")
@@ -267,7 +275,7 @@ def _read_coordinate(element, path, index):
 
     n_permutations = _int(element, "n_permutations", path, where) if element.get(
         "n_permutations") else 1
-    permutation_elements = sorted(element.findall("permutation"), key=lambda e: int(e.get("i")))
+    permutation_elements = _indexed(element, "permutation", path, where)
     if len(permutation_elements) != n_permutations:
         raise QuipModelError(f"{path}: {where} declares {n_permutations} permutations and "
                              f"holds {len(permutation_elements)}")
@@ -280,7 +288,7 @@ def _read_coordinate(element, path, index):
         raise QuipModelError(f"{path}: {where} has {n_permutations} permutations; "
                              "permutation-symmetrised kernels are not supported")
 
-    sparse_elements = sorted(element.findall("sparseX"), key=lambda e: int(e.get("i")))
+    sparse_elements = _indexed(element, "sparseX", path, where)
     if len(sparse_elements) != n_sparse:
         raise QuipModelError(f"{path}: {where} declares n_sparseX={n_sparse} and holds "
                              f"{len(sparse_elements)} <sparseX> entries")

@@ -348,6 +348,10 @@ def test_unsupported_kernel_core_potential_and_glue_are_refused(tmp_path):
     path.write_text(text.replace("</GAP_synthetic>", '<Glue_params n_types="1"/>\n</GAP_synthetic>'))
     _one_line_error(path, "Glue_params")
     _one_line_error(tmp_path / "absent.xml", "not found")
+    path.write_text(text[: len(text) // 2])  # truncated
+    _one_line_error(path, "not a readable XML")
+    path.write_text(text.replace('<sparseX i="2" ', '<sparseX '))
+    _one_line_error(path, "no 'i' attribute")
 
 
 # ---------------------------------------------------------------------------------------
