@@ -1,27 +1,25 @@
 """gap_fit XML models: reading, writing, and the prediction formula against quippy.
 
 Models are fitted by gap_fit inside the tests on a few configurations of data/; features
-come from quippy's own ``Descriptor`` (a black box), everything else from the parsed record
-(``gapfit.quip_xml``) and ``gapfit.quip_kernels``.  The file-format and kernel tests need
-neither quippy nor gap_fit.
+come from quippy's own ``Descriptor`` (a black box, benchmarks/_quip_features.py),
+everything else from the parsed record (``gapfit.quip_xml``) and ``gapfit.quip_kernels``.
+The file-format and kernel tests need neither quippy nor gap_fit.
 """
-import subprocess
 import sys
 from pathlib import Path
 
-import ase.io
 import numpy as np
 import pytest
 
-from gapfit.quip_kernels import QuipARDSE, QuipDotProduct, QuipPP, energy_forces_virial, local_energies
+from gapfit.quip_kernels import QuipARDSE, QuipDotProduct, QuipPP, local_energies
 from gapfit.quip_xml import (QuipCoordinate, QuipModel, QuipModelError, parse_descriptor_string,
                              read_gap_xml, write_gap_xml)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _quip_reference  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[1] / "data"
+from benchmarks._quip_features import (RECIPES, fit_gap_fit, fresh_structures,  # noqa: E402
+                                       quippy_prediction, record_prediction)
 
 needs_quip = pytest.mark.skipif(
     not _quip_reference.have_quip(),
@@ -29,119 +27,12 @@ needs_quip = pytest.mark.skipif(
     "pip install quippy-ase",
 )
 
-SOAP = ("soap n_max=4 l_max=3 cutoff=4.0 cutoff_transition_width=1.0 atom_sigma=0.5 zeta=2 "
-        "delta=0.1 covariance_type=dot_product sparse_method=cur_points n_sparse=25")
-TWO_BODY = ("distance_2b cutoff=4.0 covariance_type=ard_se delta=0.5 theta_uniform=1.0 "
-            "sparse_method=uniform n_sparse=10")
-THREE_BODY = ("angle_3b cutoff=3.0 covariance_type=ard_se delta=0.1 theta_fac=0.5 "
-              "sparse_method=random n_sparse=15")
-# pp kernels, signal means and a SOAP with covariance_sigma0 and zeta = 3
-PP_TWO_BODY = ("distance_2b cutoff=4.0 covariance_type=pp delta=0.5 theta_uniform=2.5 f0=0.2 "
-               "sparse_method=uniform n_sparse=10")
-PP_THREE_BODY = ("angle_3b cutoff=3.0 covariance_type=pp delta=0.1 theta_fac=1.5 f0=0.05 "
-                 "sparse_method=random n_sparse=15")
-SIGMA0_SOAP = ("soap n_max=3 l_max=2 cutoff=4.0 cutoff_transition_width=1.0 atom_sigma=0.5 "
-               "zeta=3 covariance_sigma0=0.3 delta=0.1 covariance_type=dot_product "
-               "sparse_method=cur_points n_sparse=20")
-
-RECIPES = {
-    "2b+soap": ("cu", [TWO_BODY, SOAP], []),
-    "2b+3b+soap": ("cu", [TWO_BODY, THREE_BODY, SOAP], []),
-    "cuau 2b+soap": ("cuau", [TWO_BODY, SOAP], ["e0={Cu:-0.25:Au:-0.75}"]),
-    "pp+mean+sigma0": ("cu", [PP_TWO_BODY, PP_THREE_BODY, SIGMA0_SOAP], []),
-}
-
-
-def fit_gap_fit(workdir, data_name, terms, extra, n_configurations=10):
-    """Fit a small gap_fit model in ``workdir``; returns the XML path."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    train = ase.io.read(DATA / f"{data_name}_train.xyz", index=f":{n_configurations}")
-    _quip_reference.write_gap_fit_xyz(train, workdir / "train.xyz")
-    argv = [_quip_reference.gap_fit_executable(), "at_file=train.xyz",
-            "gap={" + " : ".join(terms) + "}", "default_sigma={0.002 0.05 0.05 0.0}",
-            "sparse_jitter=1e-8", "energy_parameter_name=dft_energy",
-            "force_parameter_name=dft_forces", "virial_parameter_name=dft_virial",
-            "rnd_seed=1", "gp_file=gap.xml"]
-    argv += extra if extra else ["e0_method=average"]
-    result = subprocess.run(argv, cwd=workdir, capture_output=True, text=True)
-    assert result.returncode == 0 and (workdir / "gap.xml").is_file(), result.stdout[-2000:]
-    return workdir / "gap.xml"
-
 
 @pytest.fixture(scope="module", params=list(RECIPES))
 def fitted(request, tmp_path_factory):
     data_name, terms, extra = RECIPES[request.param]
     path = fit_gap_fit(tmp_path_factory.mktemp("gap_fit"), data_name, terms, extra)
     return request.param, data_name, path
-
-
-def fresh_structures(data_name, n=2):
-    """Test-set configurations (never fitted), rattled so nothing coincides with training."""
-    structures = ase.io.read(DATA / f"{data_name}_test.xyz", index=f":{n}")
-    for index, atoms in enumerate(structures):
-        atoms.calc = None
-        atoms.rattle(stdev=0.05, seed=index)
-    return structures
-
-
-# ---------------------------------------------------------------------------------------
-# features from quippy (black box) and the record's prediction
-
-
-def quippy_entries(coordinate, atoms):
-    """quippy Descriptor output as plain arrays, with each gradient entry's descriptor and atom.
-
-    quippy 0.10.3's ``grad_index_0based`` gives (centre atom, atom), not (descriptor, atom):
-    for soap the centre maps to the descriptor through ``ci``; for distance_2b/angle_3b the
-    entries come in descriptor order, 2 (3) per descriptor, for the atoms in ``ii``.
-    (Checked against finite differences of the descriptor values.)
-    """
-    from quippy.descriptors import Descriptor
-
-    result = Descriptor(coordinate.descriptor).calc(atoms, grad=True)
-    if "data" not in result:
-        return None
-    index = np.asarray(result["grad_index_0based"], dtype=np.int64)
-    if coordinate.name == "soap":
-        centres = np.asarray(result["ci"]).reshape(-1) - 1
-        descriptor_of_centre = -np.ones(len(atoms), dtype=np.int64)
-        descriptor_of_centre[centres] = np.arange(len(centres))
-        descriptor, atom = descriptor_of_centre[index[:, 0]], index[:, 1]
-        assert np.all(descriptor >= 0)
-    else:
-        per = {"distance_2b": 2, "angle_3b": 3}[coordinate.name]
-        members = np.asarray(result["ii"], dtype=np.int64) - 1
-        entry = np.arange(len(index))
-        descriptor, atom = entry // per, members[entry // per, entry % per]
-    return dict(features=np.asarray(result["data"]), cutoffs=np.asarray(result["covariance_cutoff"]),
-                gradients=np.asarray(result["grad_data"]),
-                cutoff_gradients=np.asarray(result["grad_covariance_cutoff"]),
-                gradient_descriptor=descriptor, gradient_atom=atom,
-                gradient_positions=np.asarray(result["pos"]))
-
-
-def record_prediction(model, atoms):
-    """Energy (eV), forces (eV/Å), ASE stress (eV/Å³ Voigt) from the record + quippy features."""
-    energy = model.e0_energy(atoms.numbers)
-    forces = np.zeros((len(atoms), 3))
-    virial = np.zeros((3, 3))
-    for coordinate in model.coordinates:
-        entries = quippy_entries(coordinate, atoms)
-        if entries is None:
-            continue
-        e, f, w = energy_forces_virial(coordinate, n_atoms=len(atoms), **entries)
-        energy, forces, virial = energy + e, forces + f, virial + w
-    stress = -0.5 * (virial + virial.T) / atoms.get_volume()
-    return energy, forces, stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-
-
-def quippy_prediction(path, atoms, init_args=None):
-    from quippy.potential import Potential
-
-    atoms = atoms.copy()
-    atoms.calc = (Potential(param_filename=str(path)) if init_args is None
-                  else Potential(init_args, param_filename=str(path)))
-    return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
 
 
 def assert_same_prediction(ours, reference, rtol=1e-8):
