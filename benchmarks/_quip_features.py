@@ -13,7 +13,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from gapfit.quip_kernels import energy_forces_virial
+from gapfit.gp.quip_kernels import energy_forces_virial
 
 try:
     from benchmarks._quip_reference import gap_fit_executable, write_gap_fit_xyz

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._quip_features import (RECIPES, fit_gap_fit, fresh_structures,  # noqa: E402
                                        quippy_prediction, record_prediction)
 from benchmarks._quip_reference import have_quip  # noqa: E402
-from gapfit.quip_xml import read_gap_xml, write_gap_xml  # noqa: E402
+from gapfit.model.quip_xml import read_gap_xml, write_gap_xml  # noqa: E402
 
 
 def _deviation(ours, reference):

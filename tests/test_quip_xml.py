@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapfit.quip_kernels import QuipARDSE, QuipDotProduct, QuipPP, local_energies
-from gapfit.quip_xml import (QuipCoordinate, QuipModel, QuipModelError, parse_descriptor_string,
+from gapfit.gp.quip_kernels import QuipARDSE, QuipDotProduct, QuipPP, local_energies
+from gapfit.model.quip_xml import (QuipCoordinate, QuipModel, QuipModelError, parse_descriptor_string,
                              read_gap_xml, write_gap_xml)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .persistence import ModelFileError
+from .model_file import ModelFileError
 
 __all__ = [
     "QuipModelError",
