@@ -98,10 +98,10 @@ def test_labels_come_from_a_single_point_calculator_only(tmp_path):
 
 
 def test_voigt_conversions_are_inverse():
-    voigt = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    matrix = voigt.matrix_from_voigt(voigt)
+    vector = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    matrix = voigt.matrix_from_voigt(vector)
     assert matrix[1, 2] == 4.0 and matrix[0, 2] == 5.0 and matrix[0, 1] == 6.0
-    assert np.array_equal(voigt.voigt_from_matrix(matrix), voigt)
+    assert np.array_equal(voigt.voigt_from_matrix(matrix), vector)
 
 
 # ----------------------------------------------------------------------------- keys

@@ -1,0 +1,99 @@
+"""The recipe chosen from the data: deterministic, blind to data outside the training set,
+bounded in time, stored in the model file, built from the data's own length scale."""
+import warnings
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import gapfit
+from gapfit.model import recipe
+
+from conftest import make_cu_structures
+
+
+@pytest.fixture(scope="module")
+def split():
+    structures = make_cu_structures(18, seed=11)
+    return structures[:14], structures[14:]
+
+
+@pytest.fixture(scope="module")
+def searched(split):
+    train, _ = split
+    return gapfit.GAP(random_state=0).fit(train)
+
+
+def test_search_is_deterministic_and_never_reads_the_test_split(split, searched):
+    train, test = split
+    # poison the held-out labels: a search that looked at them would choose or fit differently
+    for atoms in test:
+        atoms.calc.results["energy"] *= -1000.0
+        atoms.calc.results["forces"] = -atoms.calc.results["forces"] * 50.0
+    again = gapfit.GAP(random_state=0).fit(train)
+    assert again.recipe_.chosen == searched.recipe_.chosen
+    assert [c.log_evidence_per_row for c in again.recipe_.candidates] == \
+        [c.log_evidence_per_row for c in searched.recipe_.candidates]
+    assert np.array_equal(again.alpha_, searched.alpha_)
+
+
+def test_the_choice_is_the_best_allowed_evidence(searched):
+    report = searched.recipe_
+    screened = [c for c in report.candidates if np.isfinite(c.log_evidence_per_row)]
+    assert len(screened) == len(report.candidates) >= 5
+    allowed = [c for c in screened if c.md_cost_ratio <= recipe.MAX_MD_COST_RATIO]
+    assert report.chosen == max(allowed, key=lambda c: c.log_evidence_per_row).name
+    # the fitted terms are the chosen candidate's, and the hyperparameters were optimised
+    chosen = next(c for c in report.candidates if c.name == report.chosen)
+    assert [recipe.term_settings(t)["type"] for t in searched.terms_] == \
+        [t["type"] for t in chosen.terms]
+    assert searched.hyperparameter_result_["log_marginal_likelihood_after"] >= \
+        searched.hyperparameter_result_["log_marginal_likelihood_before"]
+    assert searched.terms is None  # the setting stays: the choice lives in the fitted record
+
+
+def test_a_budget_too_small_still_fits_with_a_warning(split):
+    train, test = split
+    with pytest.warns(UserWarning, match="time budget"):
+        model = gapfit.GAP(random_state=0, search_time=0.0).fit(train)
+    assert model.recipe_.chosen == model.recipe_.candidates[0].name
+    assert sum(np.isfinite(c.log_evidence_per_row) for c in model.recipe_.candidates) == 1
+    assert np.all(np.isfinite(model.predict(test)))
+
+
+def test_the_model_file_restores_the_recipe(searched, split, tmp_path):
+    _, test = split
+    searched.save(tmp_path / "m.gap")
+    loaded = gapfit.load(tmp_path / "m.gap")
+    assert loaded.recipe_.to_dict() == searched.recipe_.to_dict()
+    assert loaded.terms is None
+    assert np.allclose(loaded.predict(test), searched.predict(test), rtol=0, atol=1e-10)
+    assert loaded.noise_ == searched.noise_
+
+
+def test_candidates_follow_the_datas_length_scale():
+    fcc = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    assert recipe.nearest_neighbour_distance([fcc]) == pytest.approx(3.6 / np.sqrt(2))
+    for d1 in (2.2, 2.7):
+        cutoffs = sorted({t.r_cut for _, terms in recipe.candidates(d1)[1:] for t in terms
+                          if isinstance(t, gapfit.SOAP)})
+        assert cutoffs == pytest.approx([round(k * d1, 2) for k in recipe.CUTOFF_MULTIPLES])
+    accurate = recipe.candidates(2.7, prefer="accuracy")
+    assert len(accurate) > len(recipe.candidates(2.7))
+    reference = recipe.candidates(2.7)[0][1]
+    larger = [gapfit.TwoBody(), gapfit.SOAP(n_max=10, l_max=8)]
+    assert recipe.md_cost(larger, 0.08) > recipe.md_cost(reference, 0.08)
+
+
+def test_an_unknown_preference_is_refused(split):
+    train, _ = split
+    with pytest.raises(ValueError, match="prefer"):
+        gapfit.GAP(prefer="fast").fit(train)
+
+
+def test_explicit_terms_skip_the_search(split):
+    train, _ = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10)], random_state=0).fit(train)
+    assert not hasattr(model, "recipe_")
