@@ -18,10 +18,8 @@ from numba import njit, prange
 
 from . import _soap_kernels as soap_kernels
 
-# Below this argument the two highest G_l come from their power series and the rest from
-# the (stable, subtraction-free) downward recurrence; above it the upward recurrence from
-# closed forms is accurate to ~1e-16 for l <= 20.
-_SERIES_LIMIT = 40.0
+# Terms of the power series of G_l kept in the reciprocal table (enough for x up to ~200).
+_SERIES_TERMS = 600
 
 FEATURES = 0
 FEATURES_AND_GRADIENTS = 1
@@ -29,43 +27,64 @@ BACKWARD = 2
 
 
 @njit(cache=True)
-def _bessel_series(l, x):
-    """G_l(x) = exp(-x) i_l(x) / x^l from the power series sum_t (x^2/2)^t / (t! (2l+2t+1)!!)."""
-    double_factorial = 1.0
-    for t in range(3, 2 * l + 2, 2):
-        double_factorial *= t
-    y = 0.5 * x * x
-    term = 1.0 / double_factorial
-    total = term
-    for t in range(1, 1000):
-        term *= y / (t * (2.0 * l + 2.0 * t + 1.0))
-        total += term
-        if term < 1e-17 * total:
-            break
-    return np.exp(-x) * total
+def series_reciprocals(big_l):
+    """1 / (t (2l + 2t + 1)) for l = big_l - 1, big_l (rows 0, 1) and t = 1..600 (column t),
+    and the (2l+1)!! of both, for ``scaled_bessel``'s power series."""
+    table = np.zeros((2, _SERIES_TERMS + 1))
+    double_factorials = np.ones(2)
+    for row in range(2):
+        l = big_l - 1 + row
+        for t in range(3, 2 * l + 2, 2):
+            double_factorials[row] *= t
+        for t in range(1, _SERIES_TERMS + 1):
+            table[row, t] = 1.0 / (t * (2.0 * l + 2.0 * t + 1.0))
+    return table, double_factorials
 
 
 @njit(cache=True)
-def scaled_bessel(x, big_l, out):
-    """out[l] = G_l(x) = exp(-x) i_l(x) / x^l for l = 0..big_l (big_l >= 1), x >= 0.
+def upward_threshold(big_l):
+    """Smallest x (from tests against 40-digit values) beyond which the upward recurrence of
+    G_0..G_big_l is accurate to a few ulp."""
+    return 0.3 * big_l * big_l + 2.0
 
-    G_{l-1} = x^2 G_{l+1} + (2l + 1) G_l downward (no cancellation) from series values,
-    or, for large x, G_{l+1} = (G_{l-1} - (2l + 1) G_l) / x^2 upward from
-    G_0 = (1 - e^{-2x}) / (2x) and G_1 = (x (1 + e^{-2x}) - (1 - e^{-2x})) / (2 x^3).
+
+@njit(cache=True)
+def _bessel_series(row, x, reciprocals, double_factorials):
+    """exp(x) G_l(x) from sum_t (x^2/2)^t / (t! (2l+3)(2l+5)...(2l+2t+1)) / (2l+1)!!."""
+    y = 0.5 * x * x
+    term = 1.0
+    total = 1.0
+    for t in range(1, _SERIES_TERMS + 1):
+        term *= y * reciprocals[row, t]
+        total += term
+        if term < 1e-17 * total:
+            break
+    return total / double_factorials[row]
+
+
+@njit(cache=True)
+def scaled_bessel(x, big_l, out, reciprocals, double_factorials, threshold):
+    """out[l] = G_l(x) = exp(-x) i_l(x) / x^l for l = 0..big_l (big_l >= 1), 0 <= x <~ 200.
+
+    Below ``threshold`` (``upward_threshold``) the two highest come from their power series
+    (``series_reciprocals``) and the rest from G_{l-1} = x^2 G_{l+1} + (2l + 1) G_l
+    downward (no cancellation); above it G_{l+1} = (G_{l-1} - (2l + 1) G_l) / x^2 upward
+    from G_0 = (1 - e^{-2x}) / (2x) and G_1 = (x (1 + e^{-2x}) - (1 - e^{-2x})) / (2 x^3).
     """
-    if x < _SERIES_LIMIT:
-        out[big_l] = _bessel_series(big_l, x)
-        out[big_l - 1] = _bessel_series(big_l - 1, x)
-        x2 = x * x
+    x2 = x * x
+    if x < threshold:
+        scale = np.exp(-x)
+        out[big_l] = scale * _bessel_series(1, x, reciprocals, double_factorials)
+        out[big_l - 1] = scale * _bessel_series(0, x, reciprocals, double_factorials)
         for l in range(big_l - 1, 0, -1):
             out[l - 1] = x2 * out[l + 1] + (2.0 * l + 1.0) * out[l]
     else:
         e2 = np.exp(-2.0 * x)
-        x2 = x * x
+        inverse_x2 = 1.0 / x2
         out[0] = (1.0 - e2) / (2.0 * x)
-        out[1] = (x * (1.0 + e2) - (1.0 - e2)) / (2.0 * x2 * x)
+        out[1] = (x * (1.0 + e2) - (1.0 - e2)) * 0.5 * inverse_x2 / x
         for l in range(1, big_l):
-            out[l + 1] = (out[l - 1] - (2.0 * l + 1.0) * out[l]) / x2
+            out[l + 1] = (out[l - 1] - (2.0 * l + 1.0) * out[l]) * inverse_x2
 
 
 @njit(cache=True)
@@ -82,6 +101,61 @@ def cosine_cutoff(r, cutoff, width):
 
 
 @njit(cache=True)
+def scaled_bessel_batch(xs, count, big_l, out, reciprocals, double_factorials, threshold,
+                        work):
+    """out[l, q] = G_l(xs[q]) for l = 0..big_l and q < count, as ``scaled_bessel`` but with
+    the power series run over all arguments at once (independent chains pipeline and
+    vectorise). ``work`` is a (5, >= count) float64 array."""
+    half_x2 = work[0]
+    term_low = work[1]
+    total_low = work[2]
+    term_high = work[3]
+    total_high = work[4]
+    any_series = False
+    for q in range(count):
+        x = xs[q]
+        below = x < threshold
+        any_series = any_series or below
+        half_x2[q] = 0.5 * x * x if below else 0.0
+        term_low[q] = 1.0
+        total_low[q] = 1.0
+        term_high[q] = 1.0
+        total_high[q] = 1.0
+    if any_series:
+        for t in range(1, _SERIES_TERMS + 1):
+            low = reciprocals[0, t]
+            high = reciprocals[1, t]
+            for q in range(count):
+                term_low[q] *= half_x2[q] * low
+                total_low[q] += term_low[q]
+                term_high[q] *= half_x2[q] * high
+                total_high[q] += term_high[q]
+            if t % 4 == 0:
+                converged = True
+                for q in range(count):
+                    if term_low[q] >= 1e-17 * total_low[q]:
+                        converged = False
+                if converged:
+                    break
+        for q in range(count):
+            scale = np.exp(-xs[q])
+            out[big_l, q] = scale * total_high[q] / double_factorials[1]
+            out[big_l - 1, q] = scale * total_low[q] / double_factorials[0]
+        for l in range(big_l - 1, 0, -1):
+            for q in range(count):
+                out[l - 1, q] = xs[q] * xs[q] * out[l + 1, q] + (2.0 * l + 1.0) * out[l, q]
+    for q in range(count):
+        x = xs[q]
+        if x >= threshold:
+            e2 = np.exp(-2.0 * x)
+            inverse_x2 = 1.0 / (x * x)
+            out[0, q] = (1.0 - e2) / (2.0 * x)
+            out[1, q] = (x * (1.0 + e2) - (1.0 - e2)) * 0.5 * inverse_x2 / x
+            for l in range(1, big_l):
+                out[l + 1, q] = (out[l - 1, q] - (2.0 * l + 1.0) * out[l, q]) * inverse_x2
+
+
+@njit(cache=True)
 def _max_pairs(offsets):
     largest = 0
     for i in range(offsets.shape[0] - 1):
@@ -94,17 +168,19 @@ def _workspace(l_max, n_max, n_channels, max_pairs):
     """Per-block buffers sized for max_pairs neighbours (flat ones are reshaped per centre so
     that the per-centre arrays are contiguous): 0 geometry (x, y, z, r^2, r, f, df/dr),
     1 radial f R[l, n, q], 2 its r-derivative, 3 harmonics, 4 harmonic gradients,
-    5 harmonic work arrays, 6 coefficients c[lm, a], 7 Bessel values, 8 primitive radial
-    R[l, k], 9 primitive derivative, 10 species-masked f R[l] (n_max, count), 11 partial
-    coefficients (n_max, 2l+1)."""
+    5 harmonic work arrays, 6 coefficients c[lm, a], 7 Bessel values G_l (l_max+2, q) and
+    8 work rows, 8 primitive radial R[l, k, q], 9 its derivative, 10 species-masked f R[l] (n_max, count), 11 partial
+    coefficients (n_max, 2l+1), 12 series reciprocals, 13 the upward-recurrence threshold."""
     size = max(max_pairs, 1)
     n_lm = (l_max + 1) * (l_max + 1)
     n_ln = (l_max + 1) * n_max
     return (np.empty((7, size)), np.empty(n_ln * size), np.empty(n_ln * size),
             np.empty(n_lm * size), np.empty(3 * n_lm * size),
             soap_kernels.harmonic_workspace(l_max, size), np.zeros((n_lm, n_channels)),
-            np.empty(l_max + 2), np.empty((l_max + 1, n_max)), np.empty((l_max + 1, n_max)),
-            np.empty(n_max * size), np.empty(n_max * (2 * l_max + 1)))
+            np.empty((l_max + 2) * size + 8 * size), np.empty((l_max + 1) * n_max * size),
+            np.empty((l_max + 1) * n_max * size),
+            np.empty(n_max * size), np.empty(n_max * (2 * l_max + 1)),
+            series_reciprocals(l_max + 1), upward_threshold(l_max + 1))
 
 
 @njit(cache=True)
@@ -115,11 +191,12 @@ def _expand_centre(start, stop, self_species, vectors, pair_species, l_max, n_ma
     centres, transform, beta, sigma, cutoff, width, centre_term, all_species, norms, \
         recurrence = basis
     geometry, radial_flat, slope_flat, harm_flat, harm_grad_flat, harm_work, coeffs, \
-        bessel, primitive, primitive_slope, masked_flat, part = workspace
+        bessel, primitive, primitive_slope, masked_flat, part, series, threshold = workspace
+    reciprocals, double_factorials = series
     count = stop - start
     radial = radial_flat[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
     slope = slope_flat[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
-    inverse_two_sigma2 = 0.5 / (sigma * sigma)
+    inverse_sigma2 = 1.0 / (sigma * sigma)
     for q in range(count):
         p = start + q
         x = vectors[p, 0]
@@ -135,29 +212,44 @@ def _expand_centre(start, stop, self_species, vectors, pair_species, l_max, n_ma
         geometry[4, q] = r
         geometry[5, q] = f
         geometry[6, q] = df
-        for k in range(n_max):
-            b = beta[k]
-            scaled_bessel(r * b, l_max + 1, bessel)
-            gauss = np.exp(-(r - centres[k]) ** 2 * inverse_two_sigma2)
-            gauss_slope = -(r - centres[k]) / (sigma * sigma)
-            power = gauss
-            for l in range(l_max + 1):
-                value = power * bessel[l]
-                primitive[l, k] = value
-                if with_gradients:
-                    primitive_slope[l, k] = (gauss_slope * value
-                                             + power * b * (r * b * bessel[l + 1] - bessel[l]))
-                power *= b
+    big_l = l_max + 1
+    values = bessel[:(big_l + 1) * count].reshape((big_l + 1, count))
+    extra = bessel[(big_l + 1) * count:(big_l + 9) * count].reshape((8, count))
+    arguments = extra[5]
+    gauss = extra[6]
+    gauss_slope = extra[7]
+    prim = primitive[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
+    prim_slope = primitive_slope[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
+    for k in range(n_max):
+        b = beta[k]
+        centre = centres[k]
+        for q in range(count):
+            r = geometry[4, q]
+            arguments[q] = r * b
+            gauss[q] = -0.5 * (r - centre) * (r - centre) * inverse_sigma2
+            gauss_slope[q] = -(r - centre) * inverse_sigma2
+        soap_kernels.exp_of_nonpositive(gauss, gauss, extra[0], count)
+        scaled_bessel_batch(arguments, count, big_l, values, reciprocals, double_factorials,
+                            threshold, extra)
+        power = 1.0
         for l in range(l_max + 1):
+            for q in range(count):
+                prim[l, k, q] = gauss[q] * power * values[l, q]
+            if with_gradients:
+                for q in range(count):
+                    prim_slope[l, k, q] = (gauss_slope[q] * prim[l, k, q] + gauss[q] * power * b
+                                           * (arguments[q] * values[l + 1, q] - values[l, q]))
+            power *= b
+    for l in range(l_max + 1):
+        np.dot(transform, prim[l], radial[l])
+        if with_gradients:
+            np.dot(transform, prim_slope[l], slope[l])
             for n in range(n_max):
-                total = 0.0
-                total_slope = 0.0
-                for k in range(n_max):
-                    total += transform[n, k] * primitive[l, k]
-                    if with_gradients:
-                        total_slope += transform[n, k] * primitive_slope[l, k]
-                radial[l, n, q] = f * total
-                slope[l, n, q] = df * total + f * total_slope
+                for q in range(count):
+                    slope[l, n, q] = geometry[6, q] * radial[l, n, q] + geometry[5, q] * slope[l, n, q]
+        for n in range(n_max):
+            for q in range(count):
+                radial[l, n, q] *= geometry[5, q]
     n_lm = (l_max + 1) * (l_max + 1)
     harmonics = harm_flat[:n_lm * count].reshape((n_lm, count))
     harmonic_gradients = harm_grad_flat[:3 * n_lm * count].reshape((3, n_lm, count))
