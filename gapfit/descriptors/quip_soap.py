@@ -123,7 +123,7 @@ class QuipSOAPDescriptor(Descriptor):
             self.centre_species = np.array([atomic_number(z, what) for z in centre],
                                            dtype=np.int64)
             if len(self.species):
-                missing = sorted(set(self.centre_species) - set(self.species))
+                missing = sorted(set(self.centre_species.tolist()) - set(self.species.tolist()))
                 if missing:
                     raise ValueError(f"{what}: centre species Z={missing} not among species "
                                      f"{self.species.tolist()}")
