@@ -121,7 +121,12 @@ class QuipAngle3bDescriptor(Descriptor):
         ∂E/∂f (n_envs,) in eV. Returns (pair_envs, pair_neighbors, pair_vectors, gradient)
         with the rows ordered as in ``compute``."""
         environments = self.compute(atoms, neighbor_list, gradients=True)
-        upstream = np.asarray(d_energy_d_features, dtype=np.float64)[environments.pair_envs]
+        d_energy_d_features = np.asarray(d_energy_d_features, dtype=np.float64)
+        if d_energy_d_features.shape != environments.features.shape:
+            raise ValueError(f"QUIP angle_3b backward on {atoms.get_chemical_formula()}: "
+                             f"d_energy_d_features has shape {d_energy_d_features.shape}, "
+                             f"expected {environments.features.shape}")
+        upstream = d_energy_d_features[environments.pair_envs]
         gradient = np.einsum("pak,pk->pa", environments.pair_gradients, upstream)
         if d_energy_d_cutoff is not None:
             weights = np.asarray(d_energy_d_cutoff, dtype=np.float64)[environments.pair_envs]

@@ -85,7 +85,12 @@ class QuipDistance2bDescriptor(Descriptor):
         optionally, ∂E/∂f (n_envs,) in eV. Returns (pair_envs, pair_neighbors,
         pair_vectors, gradient)."""
         centers, neighbors, vectors, distances = self._pairs(atoms, neighbor_list)
-        scalar = np.asarray(d_energy_d_features, dtype=np.float64).reshape(len(centers), -1)[:, 0]
+        d_energy_d_features = np.asarray(d_energy_d_features, dtype=np.float64)
+        if d_energy_d_features.shape != (len(centers), 1):
+            raise ValueError(f"QUIP distance_2b backward on {atoms.get_chemical_formula()}: "
+                             f"d_energy_d_features has shape {d_energy_d_features.shape}, "
+                             f"expected {(len(centers), 1)}")
+        scalar = d_energy_d_features[:, 0]
         if d_energy_d_cutoff is not None:
             _, slope = cosine_cutoff(distances, self.cutoff, self.cutoff_transition_width)
             scalar = scalar + np.asarray(d_energy_d_cutoff, dtype=np.float64) * slope
