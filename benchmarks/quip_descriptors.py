@@ -17,7 +17,7 @@ import numpy as np
 from ase.build import bulk
 
 from gapfit.descriptors.quip_soap import QuipSOAPDescriptor
-from gapfit.neighbors import build_neighbor_list
+from gapfit.structures.neighbors import build_neighbor_list
 
 
 def bcc_supercell(repeat, seed=0):

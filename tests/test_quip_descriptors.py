@@ -17,7 +17,7 @@ from gapfit.descriptors.quip_angle import QuipAngle3bDescriptor
 from gapfit.descriptors.quip_pair import QuipDistance2bDescriptor
 from gapfit.descriptors.quip_soap import (QuipSOAPDescriptor, gaussian_centres,
                                           gaussian_overlap)
-from gapfit.neighbors import build_neighbor_list
+from gapfit.structures.neighbors import build_neighbor_list
 
 RTOL = 1e-8
 
