@@ -10,7 +10,6 @@ interruption.
 import datetime
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from threadpoolctl import threadpool_limits
 
 from . import gp
+from .atomic_files import write_atomically
 from .training import voigt_sigmas
 from .hyperparameters import target_settings
 from .variance import Posterior, structure_targets, target_variances
@@ -215,18 +215,7 @@ def _refit(model, structures):
 
 def _write_atomically(path, write):
     """Call write(temporary path), flush it to disk, then rename it onto ``path``."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    write_atomically(path, write)
 
 
 def label(atoms, oracle):

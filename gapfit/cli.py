@@ -9,6 +9,7 @@ usage errors exit with status 2.
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -279,16 +280,40 @@ def _evaluate_and_print(model, paths, settings):
     return result
 
 
+def _save_or_keep(model, output):
+    """Save ``model`` to ``output``; if that fails, save it in the current folder or the temporary
+    folder instead and raise an OSError that says where it is."""
+    import tempfile
+    try:
+        model.save(output)
+        return
+    except OSError as error:
+        problem = _one_line(error)
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        kept = folder / Path(output).name
+        if kept.resolve() == Path(output).resolve() or kept.exists():  # never overwrite a file
+            kept = folder / f"{kept.stem}-{os.getpid()}{kept.suffix}"
+        try:
+            model.save(kept)
+        except OSError:
+            continue
+        raise OSError(f"{problem}; the fitted model was saved to {kept} instead")
+    raise OSError(f"{problem}; the fitted model could not be saved anywhere (tried the current and "
+                  "the temporary folder)")
+
+
 def command_fit(args):
+    from .atomic_files import check_writable
     from .logging_setup import show_progress
     from .settings import explicit_settings, fit_from_settings, to_toml
     settings = fit_settings(args)
     if args.print_settings:
         sys.stdout.write(to_toml(explicit_settings(settings)))
         return 0
+    check_writable(settings["output"])  # before any work, so a fit is never lost to a bad path
     model = fit_from_settings(settings, verbose=show_progress(args.quiet))
     model.set_params(verbose=False)
-    model.save(settings["output"])
+    _save_or_keep(model, settings["output"])
     log.info("model written to %s", settings["output"])
     if settings.get("validate"):
         _evaluate_and_print(model, settings["validate"], settings)
@@ -418,12 +443,14 @@ def command_select(args):
 
 # ----------------------------------------------------------------------------- main
 def _one_line(error):
-    if isinstance(error, FileNotFoundError) and error.filename:
-        return f"{error.filename}: no such file or directory"
-    if isinstance(error, IsADirectoryError) and error.filename:
-        return f"{error.filename}: is a directory, not a file"
-    if isinstance(error, PermissionError) and error.filename:
-        return f"{error.filename}: permission denied"
+    standard = {FileNotFoundError: "no such file or directory",
+                IsADirectoryError: "is a directory, not a file", PermissionError: "permission denied"}
+    if isinstance(error, OSError) and error.filename:
+        reason = error.strerror
+        if not reason or (error.errno is not None and reason == os.strerror(error.errno)):
+            reason = standard.get(type(error), reason)  # the system's words, unless gapfit's own
+        if reason:
+            return f"{error.filename}: {reason}"
     return " ".join(str(error).split()) or type(error).__name__
 
 

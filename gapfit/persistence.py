@@ -9,8 +9,6 @@ place, so a crash or Ctrl-C never leaves a half-written model.
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 
 import numpy as np
@@ -70,26 +68,30 @@ def _header(model, arrays):
 
 
 def save_model(model, path):
-    """Write ``model`` to ``path`` atomically."""
+    """Write ``model`` to ``path`` atomically (``gapfit.atomic_files``), with the permissions of
+    any new file (the user's umask). The destination is checked first: an OSError names ``path``."""
+    from .atomic_files import check_writable, write_bytes_atomically
+    check_writable(path)
     arrays = _model_arrays(model)
     header = json.dumps(_header(model, arrays))
     buffer = io.BytesIO()
     np.savez(buffer, header=np.frombuffer(header.encode(), dtype=np.uint8), **arrays)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".gapfit-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(buffer.getvalue())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    write_bytes_atomically(path, buffer.getvalue())
+
+
+def _check_is_archive(path):
+    """ModelFileError unless ``path`` starts like a zip archive (a model file is an .npz)."""
+    with open(path, "rb") as stream:
+        start = stream.read(4)
+    if start[:2] != b"PK":
+        kind = "an empty file" if not start else (
+            "text" if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in start) else "binary data")
+        raise ModelFileError(f"{path}: not a gapfit model file (it holds {kind}; a model file is "
+                             "the .npz archive written by gapfit fit or GAP.save)")
 
 
 def _read_archive(path):
+    _check_is_archive(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
@@ -106,6 +108,27 @@ def _read_archive(path):
     return header, contents
 
 
+def _check_known_settings(path, header, settings):
+    """ModelFileError naming the writer's gapfit version and any setting this version lacks."""
+    from . import __version__
+    from . import terms as term_module
+    from .model import GAP
+    unknown = sorted(set(settings) - set(GAP().get_params(deep=False)))
+    for index, record in enumerate(settings.get("terms") or []):
+        cls = getattr(term_module, record.get("class", ""), None)
+        if cls is None:
+            unknown.append(f"term type {record.get('class')}")
+        else:
+            unknown += [f"{cls.__name__}.{name}" for name in sorted(
+                set(record.get("params", {})) - set(cls().get_params(deep=False)))]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise ModelFileError(
+            f"{path}: written by gapfit {header.get('gapfit_version', 'of unknown version')} with "
+            f"setting{plural} {', '.join(map(repr, unknown))} that this gapfit ({__version__}) does "
+            "not know; upgrade gapfit to read it")
+
+
 def load_model(path):
     """Read a model written by ``save_model``; raises ModelFileError on any damage."""
     from .model import GAP
@@ -119,6 +142,7 @@ def load_model(path):
         if name not in arrays or _digest(arrays[name]) != digest:
             raise ModelFileError(f"{path}: array {name!r} is missing or corrupted (checksum mismatch)")
     settings = dict(header["settings"])
+    _check_known_settings(path, header, settings)
     settings["terms"] = [_term_from_record(record) for record in settings["terms"]]
     model = GAP(**settings)
     model.species_ = [int(z) for z in header["species"]]

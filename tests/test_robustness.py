@@ -116,3 +116,134 @@ def test_a_calculator_with_its_lock_can_still_be_pickled_and_copied(pair_model, 
     for twin in (pickle.loads(pickle.dumps(calculator)), copy.deepcopy(calculator)):
         assert twin.get_potential_energy(cu_test[0]) == pytest.approx(
             gapfit.GAPCalculator(pair_model).get_potential_energy(cu_test[0]))
+
+
+# ----------------------------------------------------------------------------- output paths
+@pytest.fixture
+def fit_never_called(monkeypatch):
+    """Replace the fit by a stand-in that records being called."""
+    import gapfit.settings
+    calls = []
+    monkeypatch.setattr(gapfit.settings, "fit_from_settings",
+                        lambda *args, **kwargs: calls.append(args) or pytest.fail("the fit started"))
+    return calls
+
+
+def unwritable_paths(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder\n")
+    paths = [tmp_path / "missing" / "m.gap", tmp_path / "a_file" / "m.gap", tmp_path]
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if not os.access(read_only, os.W_OK):  # the superuser writes anywhere
+        paths.append(read_only / "m.gap")
+    return paths
+
+
+def test_an_unwritable_output_path_fails_before_the_fit_and_names_the_path(
+        tmp_path, capsys, fit_never_called):
+    for output in unwritable_paths(tmp_path):
+        status, _, err = run_cli(capsys, "fit", DATA / "cu_train.xyz", "-o", output)
+        message = one_line(err)
+        assert status == 1 and message.startswith(f"gapfit fit: error: {output}:"), message
+        assert ".tmp" not in message and ".gapfit-" not in message
+    assert fit_never_called == []
+    status, _, err = run_cli(capsys, "fit", DATA / "cu_train.xyz", "-o", "/proc/m.gap")
+    if Path("/proc").is_dir():  # a file system even the superuser cannot write
+        assert status == 1 and "/proc/m.gap: cannot create a file in /proc" in one_line(err)
+
+
+def test_save_checks_the_destination_first_and_names_it(pair_model, tmp_path, monkeypatch):
+    import gapfit.persistence
+    monkeypatch.setattr(gapfit.persistence, "_model_arrays",
+                        lambda model: pytest.fail("save did work before checking the path"))
+    target = tmp_path / "missing" / "m.gap"
+    with pytest.raises(FileNotFoundError) as caught:
+        pair_model.save(target)
+    assert caught.value.filename == str(target) and "folder" in str(caught.value)
+
+
+def test_a_model_that_cannot_be_written_after_the_fit_is_kept_and_the_message_says_where(
+        pair_model, tmp_path, capsys, monkeypatch):
+    import shutil
+    import gapfit.settings
+    folder = tmp_path / "out"
+    folder.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    def fit_then_lose_the_folder(settings, verbose=False):
+        shutil.rmtree(folder)  # the destination disappears during the fit
+        return pair_model
+
+    monkeypatch.setattr(gapfit.settings, "fit_from_settings", fit_then_lose_the_folder)
+    status, _, err = run_cli(capsys, "fit", DATA / "cu_train.xyz", "-o", folder / "m.gap")
+    message = one_line(err)
+    assert status == 1 and str(folder / "m.gap") in message
+    assert f"saved to {work / 'm.gap'} instead" in message, message
+    kept = gapfit.load(work / "m.gap")
+    assert np.array_equal(kept.alpha_, pair_model.alpha_)
+
+
+# ----------------------------------------------------------------------------- permissions
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_model_files_get_the_permissions_of_the_umask(pair_model, tmp_path, umask):
+    from gapfit.atomic_files import write_atomically
+    old = os.umask(umask)
+    try:
+        pair_model.save(tmp_path / "m.gap")
+        write_atomically(tmp_path / "other.xyz", lambda path: Path(path).write_text("1\n\n"))
+    finally:
+        os.umask(old)
+    for name in ("m.gap", "other.xyz"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask, name
+
+
+def test_overwriting_a_model_file_keeps_its_permissions(pair_model, tmp_path):
+    path = tmp_path / "m.gap"
+    pair_model.save(path)
+    path.chmod(0o640)
+    pair_model.save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+# ----------------------------------------------------------------------------- model files
+def rewrite_header(source, target, change):
+    with np.load(source) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(arrays.pop("header").tobytes().decode())
+    change(header)
+    with open(target, "wb") as stream:  # a file object: np.savez would append .npz to a name
+        np.savez(stream, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+
+
+def test_a_model_with_a_setting_this_version_lacks_names_the_writer_version_and_setting(
+        model_file, tmp_path, capsys):
+    def newer(header):
+        header["gapfit_version"] = "9.1.0"
+        header["settings"]["core_repulsion"] = "zbl"
+        header["settings"]["terms"][0]["params"]["new_knob"] = 3
+
+    rewrite_header(model_file, tmp_path / "newer.gap", newer)
+    with pytest.raises(gapfit.ModelFileError) as caught:
+        gapfit.load(tmp_path / "newer.gap")
+    message = str(caught.value)
+    assert "written by gapfit 9.1.0" in message and f"({gapfit.__version__})" in message
+    assert "'core_repulsion'" in message and "'TwoBody.new_knob'" in message
+    status, _, err = run_cli(capsys, "eval", tmp_path / "newer.gap", DATA / "cu_test.xyz")
+    assert status == 1 and "written by gapfit 9.1.0" in one_line(err)
+
+
+def test_a_text_file_given_as_a_model_is_called_not_a_model_file(tmp_path, capsys):
+    for path in (DATA / "cu_test.xyz", tmp_path / "empty.gap"):
+        if not path.exists():
+            path.write_bytes(b"")
+        with pytest.raises(gapfit.ModelFileError) as caught:
+            gapfit.load(path)
+        assert "not a gapfit model file" in str(caught.value)
+        assert "pickle" not in str(caught.value)
+    status, _, err = run_cli(capsys, "eval", DATA / "cu_test.xyz", DATA / "cu_test.xyz")
+    message = one_line(err)
+    assert status == 1 and "cu_test.xyz: not a gapfit model file (it holds text" in message, message
+    assert "pickle" not in message
