@@ -9,6 +9,7 @@ usage errors exit with status 2.
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -51,6 +52,36 @@ settings file (TOML; YAML with PyYAML), every entry optional, flags override it:
 
 
 # ----------------------------------------------------------------------------- parser
+class UsageError(ValueError):
+    """A bad value on the command line: reported like argparse's own errors (exit status 2)."""
+
+
+def _number(above=None, at_least=None, integer=False, unit="", not_zero=False):
+    """An argparse ``type``: a finite number (an integer if ``integer``) within the given bounds."""
+    def parse(text):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{'an integer' if integer else 'a number'} is needed, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"a finite number is needed, not {text!r}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be > {above}{unit}, not {text}")
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"must be >= {at_least}{unit}, not {text}")
+        if not_zero and value == 0:
+            raise argparse.ArgumentTypeError("must not be 0 (1: this process; n > 1 or -1: workers)")
+        return value
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+POSITIVE = _number(above=0)
+NON_NEGATIVE = _number(at_least=0)
+FINITE = _number()
+COUNT = _number(at_least=1, integer=True)
+SEED = _number(at_least=0, integer=True)
 def _common(parser):
     group = parser.add_argument_group("messages")
     group.add_argument("-q", "--quiet", action="store_true",
@@ -100,18 +131,18 @@ def _add_fit(subparsers):
     for name, cls in sorted(term_classes().items()):
         model.add_argument(f"--{name}", nargs="+", metavar="KEY=VALUE", dest=f"term_{name}",
                            help=_term_help(cls))
-    model.add_argument("--energy-sigma", type=float, help="expected energy error, eV/atom (default 0.002)")
-    model.add_argument("--force-sigma", type=float, help="expected force error, eV/Å (default 0.05)")
-    model.add_argument("--virial-sigma", type=float, help="expected virial error, eV/atom (default 0.05)")
+    model.add_argument("--energy-sigma", type=_number(above=0, unit=" eV/atom"), help="expected energy error, eV/atom (default 0.002)")
+    model.add_argument("--force-sigma", type=_number(above=0, unit=" eV/Å"), help="expected force error, eV/Å (default 0.05)")
+    model.add_argument("--virial-sigma", type=_number(above=0, unit=" eV/atom"), help="expected virial error, eV/atom (default 0.05)")
     model.add_argument("--e0", help="isolated-atom energies: 'average', 'isolated', or SYMBOL=eV,... "
                                     "(default: average)")
-    model.add_argument("--sparse-jitter", type=float, help="relative jitter on K_MM (default 1e-8)")
+    model.add_argument("--sparse-jitter", type=NON_NEGATIVE, help="relative jitter on K_MM (default 1e-8)")
     model.add_argument("--no-forces", dest="fit_forces", action="store_false", default=None,
                        help="do not fit forces")
     model.add_argument("--no-virial", dest="fit_virial", action="store_false", default=None,
                        help="do not fit stresses/virials")
-    model.add_argument("--seed", type=int, help="random seed of the sparse-point selection")
-    model.add_argument("--n-jobs", type=int, help="worker processes (default: this process)")
+    model.add_argument("--seed", type=SEED, help="random seed of the sparse-point selection")
+    model.add_argument("--n-jobs", type=_number(integer=True, not_zero=True), help="worker processes (default: this process)")
     _common(parser)
     parser.set_defaults(handler=command_fit)
 
@@ -139,9 +170,9 @@ def _add_eval(subparsers):
                             "file, last frame; give the conventional cell for the cubic lattice "
                             "constant); without STRUCTURE, ASE's reference crystal of the model's "
                             "single element (ase.build.bulk)")
-    group.add_argument("--md-time", type=float, default=2.0, metavar="PS",
+    group.add_argument("--md-time", type=_number(above=0, unit=" ps"), default=2.0, metavar="PS",
                        help="length of the MD stability run, ps (default 2)")
-    group.add_argument("--md-temperature", type=float, default=300.0, metavar="K",
+    group.add_argument("--md-temperature", type=_number(above=0, unit=" K"), default=300.0, metavar="K",
                        help="temperature of the MD stability run, K (default 300)")
     _read_options(parser)
     _common(parser)
@@ -158,25 +189,25 @@ def _add_md(subparsers):
     parser.add_argument("model", help="model file written by gapfit fit")
     parser.add_argument("structure", help="starting structure (any ASE-readable file)")
     parser.add_argument("--index", default="-1", help="which configuration of the file (default: last)")
-    parser.add_argument("--repeat", nargs=3, type=int, metavar=("NA", "NB", "NC"),
+    parser.add_argument("--repeat", nargs=3, type=COUNT, metavar=("NA", "NB", "NC"),
                         help="replicate the structure into a supercell first")
     parser.add_argument("--ensemble", choices=ENSEMBLES, default="nvt", help="default: nvt")
-    parser.add_argument("--steps", type=int, default=1000, help="number of steps (default 1000)")
-    parser.add_argument("--timestep", type=float, default=1.0, help="time step, fs (default 1)")
-    parser.add_argument("--temperature", type=float, default=300.0,
+    parser.add_argument("--steps", type=COUNT, default=1000, help="number of steps (default 1000)")
+    parser.add_argument("--timestep", type=_number(above=0, unit=" fs"), default=1.0, help="time step, fs (default 1)")
+    parser.add_argument("--temperature", type=_number(at_least=0, unit=" K"), default=300.0,
                         help="thermostat target, K (default 300)")
-    parser.add_argument("--init-temperature", type=float,
+    parser.add_argument("--init-temperature", type=_number(at_least=0, unit=" K"),
                         help="temperature of the initial velocities, K (default: --temperature)")
     parser.add_argument("--keep-velocities", action="store_true",
                         help="start from the momenta stored in the structure file, if any")
-    parser.add_argument("--pressure", type=float, default=0.0, help="NPT pressure, GPa (default 0)")
-    parser.add_argument("--friction", type=float, default=0.01,
+    parser.add_argument("--pressure", type=FINITE, default=0.0, help="NPT pressure, GPa (default 0)")
+    parser.add_argument("--friction", type=_number(above=0, unit=" 1/fs"), default=0.01,
                         help="Langevin friction, 1/fs (default 0.01)")
-    parser.add_argument("--tdamp", type=float, help="NPT thermostat time, fs (default 100 steps)")
-    parser.add_argument("--pdamp", type=float, help="NPT barostat time, fs (default 1000 steps)")
-    parser.add_argument("--interval", type=int, default=10,
+    parser.add_argument("--tdamp", type=_number(above=0, unit=" fs"), help="NPT thermostat time, fs (default 100 steps)")
+    parser.add_argument("--pdamp", type=_number(above=0, unit=" fs"), help="NPT barostat time, fs (default 1000 steps)")
+    parser.add_argument("--interval", type=COUNT, default=10,
                         help="steps between log lines and trajectory frames (default 10)")
-    parser.add_argument("--seed", type=int, help="random seed of the velocities and Langevin noise")
+    parser.add_argument("--seed", type=SEED, help="random seed of the velocities and Langevin noise")
     parser.add_argument("--uncertainty", action="store_true",
                         help="also predict force uncertainties and log the largest (slower)")
     parser.add_argument("-o", "--trajectory", default="md.xyz",
@@ -194,7 +225,7 @@ def _add_select(subparsers):
                     "(gapfit.active.select) and write them for labelling.")
     parser.add_argument("model", help="model file written by gapfit fit")
     parser.add_argument("pool", help="candidate structures (any ASE-readable file)")
-    parser.add_argument("-n", type=int, required=True, help="how many configurations to pick")
+    parser.add_argument("-n", type=COUNT, required=True, help="how many configurations to pick")
     parser.add_argument("-o", "--output", default="selected.xyz",
                         help="extended XYZ of the chosen configurations (default selected.xyz)")
     parser.add_argument("--strategy", default="uncertainty",
@@ -204,7 +235,7 @@ def _add_select(subparsers):
     parser.add_argument("--score", default="forces",
                         help="forces (largest force-component std) or energy (energy std per atom); "
                              "default: forces")
-    parser.add_argument("--seed", type=int, help="random seed (strategy random)")
+    parser.add_argument("--seed", type=SEED, help="random seed (strategy random)")
     _common(parser)
     parser.set_defaults(handler=command_select)
 
@@ -249,11 +280,14 @@ def fit_settings(args):
     read = {key: getattr(args, key) for key in fs.READ_KEYS if getattr(args, key) is not None}
     if read:
         overrides["read"] = read
+    try:
+        e0 = _parse_e0(args.e0) if args.e0 is not None else None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     gap = {"energy_sigma": args.energy_sigma, "force_sigma": args.force_sigma,
            "virial_sigma": args.virial_sigma, "sparse_jitter": args.sparse_jitter,
            "fit_forces": args.fit_forces, "fit_virial": args.fit_virial,
-           "random_state": args.seed, "n_jobs": args.n_jobs,
-           "e0": _parse_e0(args.e0) if args.e0 is not None else None}
+           "random_state": args.seed, "n_jobs": args.n_jobs, "e0": e0}
     gap = {key: value for key, value in gap.items() if value is not None}
     if gap:
         overrides["gap"] = gap
@@ -264,8 +298,11 @@ def fit_settings(args):
         assignments = getattr(args, f"term_{name}")
         if assignments:
             terms = settings.get("terms") or fs.default_term_tables()
-            settings["terms"] = fs.set_term_parameters(
-                terms, name, fs.parse_assignments(assignments, f"--{name} setting"))
+            try:
+                settings["terms"] = fs.set_term_parameters(
+                    terms, name, fs.parse_assignments(assignments, f"--{name} setting"))
+            except ValueError as error:  # a bad value typed on the command line
+                raise UsageError(str(error)) from None
     settings.setdefault("output", str(Path("model.gap").resolve()))
     return fs.validate_settings(settings, source="command line")
 
@@ -462,6 +499,9 @@ def main(argv=None):
     configure_logging(args.verbose, args.quiet)
     try:
         return args.handler(args)
+    except UsageError as error:
+        print(f"gapfit {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gapfit: interrupted", file=sys.stderr)
         return 130

@@ -247,3 +247,57 @@ def test_a_text_file_given_as_a_model_is_called_not_a_model_file(tmp_path, capsy
     message = one_line(err)
     assert status == 1 and "cu_test.xyz: not a gapfit model file (it holds text" in message, message
     assert "pickle" not in message
+
+
+# ----------------------------------------------------------------------------- command-line values
+BAD_VALUES = [
+    ("fit", ["--energy-sigma", "0"], "argument --energy-sigma: must be > 0 eV/atom, not 0"),
+    ("fit", ["--force-sigma", "-1"], "argument --force-sigma: must be > 0 eV/Å, not -1"),
+    ("fit", ["--virial-sigma", "nan"], "argument --virial-sigma: a finite number is needed"),
+    ("fit", ["--sparse-jitter", "-0.1"], "argument --sparse-jitter: must be >= 0"),
+    ("fit", ["--seed", "-3"], "argument --seed: must be >= 0"),
+    ("fit", ["--seed", "1.5"], "argument --seed: an integer is needed, not '1.5'"),
+    ("fit", ["--n-jobs", "0"], "argument --n-jobs: must not be 0"),
+    ("fit", ["--soap", "n_sparse=abc"], "--soap: SOAP n_sparse must be an integer, not 'abc'"),
+    ("fit", ["--soap", "r_cut=-1"], "--soap: SOAP r_cut must be a finite number > 0, not -1"),
+    ("fit", ["--soap", "l_max=2.5"], "--soap: SOAP l_max must be an integer, not 2.5"),
+    ("fit", ["--twobody", "theta=0"], "--twobody: TwoBody theta must be a finite number > 0"),
+    ("fit", ["--terms", "acsf", "--acsf", "delta=x"], "--acsf: ACSF delta must be a number, not 'x'"),
+    ("fit", ["--e0", "Cu=x"], "--e0 'Cu=x': every SYMBOL=VALUE needs a number in eV"),
+    ("eval", ["--md-time", "0"], "argument --md-time: must be > 0 ps, not 0"),
+    ("eval", ["--md-temperature", "-1"], "argument --md-temperature: must be > 0 K, not -1"),
+    ("md", ["--timestep", "-1"], "argument --timestep: must be > 0 fs, not -1"),
+    ("md", ["--temperature", "-5"], "argument --temperature: must be >= 0 K, not -5"),
+    ("md", ["--init-temperature", "-1"], "argument --init-temperature: must be >= 0 K, not -1"),
+    ("md", ["--steps", "0"], "argument --steps: must be >= 1, not 0"),
+    ("md", ["--steps", "ten"], "argument --steps: an integer is needed, not 'ten'"),
+    ("md", ["--repeat", "2", "0", "2"], "argument --repeat: must be >= 1, not 0"),
+    ("md", ["--pressure", "inf"], "argument --pressure: a finite number is needed, not 'inf'"),
+    ("md", ["--friction", "0"], "argument --friction: must be > 0 1/fs, not 0"),
+    ("md", ["--tdamp", "0"], "argument --tdamp: must be > 0 fs, not 0"),
+    ("md", ["--pdamp", "-100"], "argument --pdamp: must be > 0 fs, not -100"),
+    ("md", ["--interval", "0"], "argument --interval: must be >= 1, not 0"),
+    ("md", ["--seed", "x"], "argument --seed: an integer is needed, not 'x'"),
+    ("select", ["-n", "0"], "argument -n: must be >= 1, not 0"),
+    ("select", ["-n", "3", "--seed", "-1"], "argument --seed: must be >= 0, not -1"),
+]
+
+
+@pytest.mark.parametrize("command, values, expected", BAD_VALUES,
+                         ids=[" ".join(values) for _, values, _ in BAD_VALUES])
+def test_a_bad_numeric_option_is_a_one_line_usage_error_naming_it(
+        command, values, expected, model_file, capsys, fit_never_called):
+    positional = {"fit": [DATA / "cu_train.xyz"], "eval": [model_file, DATA / "cu_test.xyz"],
+                  "md": [model_file, DATA / "cu_test.xyz"], "select": [model_file, DATA / "cu_test.xyz"]}
+    status, _, err = run_cli(capsys, command, *positional[command], *values)
+    message = one_line(err)
+    assert status == 2, (status, err)
+    assert message.startswith(f"gapfit {command}: error: ") and expected in message, message
+
+
+def test_good_numeric_options_still_parse():
+    from gapfit.cli import build_parser
+    args = build_parser().parse_args(["md", "m.gap", "s.xyz", "--timestep", "0.5", "--temperature", "0",
+                                      "--pressure", "-1.5", "--repeat", "2", "2", "1", "--seed", "0"])
+    assert (args.timestep, args.temperature, args.pressure, args.repeat, args.seed) == (
+        0.5, 0.0, -1.5, [2, 2, 1], 0)
