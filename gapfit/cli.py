@@ -365,7 +365,8 @@ def _read_only_settings(args):
 
 def command_eval(args):
     from . import load
-    from .parity import format_report, json_safe, parity_data, report
+    from .parity import (QUANTITIES, describe_label_gaps, format_report, json_safe, label_gaps,
+                         parity_data, report)
     from .plots import evaluation_plots
     from .settings import read_structures
     if not args.data and args.properties is None:
@@ -373,8 +374,17 @@ def command_eval(args):
     model = load(args.model)
     document = {"model": str(args.model)}
     if args.data:
-        structures = read_structures(args.data, _read_only_settings(args), species=model.species_)
+        structures = []
+        for path in args.data:
+            found = read_structures([path], _read_only_settings(args), species=model.species_)
+            gaps = describe_label_gaps(label_gaps(found), len(found))
+            if gaps:
+                log.warning("%s: %s; those labels are left out of the errors", path, gaps)
+            structures += found
         data = parity_data(model, structures)
+        if not any(data.series(q).reference.size for q in QUANTITIES):
+            raise ValueError(f"{', '.join(args.data)}: nothing to evaluate: no configuration has a "
+                             "usable reference energy, forces or stress (see the warnings above)")
         result = report(data)
         print(f"model {args.model} on {', '.join(args.data)} ({len(structures)} configurations):")
         print(format_report(result))

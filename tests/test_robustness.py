@@ -301,3 +301,42 @@ def test_good_numeric_options_still_parse():
                                       "--pressure", "-1.5", "--repeat", "2", "2", "1", "--seed", "0"])
     assert (args.timestep, args.temperature, args.pressure, args.repeat, args.seed) == (
         0.5, 0.0, -1.5, [2, 2, 1], 0)
+
+
+# ----------------------------------------------------------------------------- unlabelled data
+def test_eval_names_the_configurations_that_lack_a_label_and_fails_with_nothing_to_evaluate(
+        model_file, tmp_path, capsys):
+    import ase.io
+    structures = gapfit.io.read(DATA / "cu_test.xyz", index=":6")
+    unlabelled = [atoms.copy() for atoms in structures]  # copy() drops the labels
+    ase.io.write(tmp_path / "unlabelled.xyz", unlabelled)
+    status, out, err = run_cli(capsys, "eval", model_file, tmp_path / "unlabelled.xyz")
+    assert status == 1 and "Traceback" not in err
+    assert "all configurations have no reference energy" in err
+    assert "all configurations have no reference forces" in err
+    assert err.strip().splitlines()[-1].startswith("gapfit eval: error: ") and "nothing to evaluate" in err
+
+    partial = gapfit.io.read(DATA / "cu_test.xyz", index=":6")
+    partial[2].calc.results["forces"][0, 1] = np.nan
+    del partial[4].calc.results["energy"]
+    gapfit.io.write(tmp_path / "partial.xyz", partial)
+    status, out, err = run_cli(capsys, "eval", model_file, tmp_path / "partial.xyz",
+                               "--json", tmp_path / "errors.json")
+    assert status == 0
+    assert "configuration 4 has no reference energy" in err
+    assert "configuration 2 has NaN or infinite reference forces" in err
+    result = json.loads((tmp_path / "errors.json").read_text())
+    assert result["all"]["energy"]["n"] == 5 and result["all"]["forces"]["n"] == 5 * 3 * len(partial[0])
+    assert all(result["all"][q]["mae"] is not None for q in ("energy", "forces"))
+
+
+def test_label_gaps_and_their_sentence():
+    from gapfit.parity import describe_label_gaps, label_gaps
+    structures = gapfit.io.read(DATA / "cu_test.xyz", index=":5")
+    for index in (0, 1, 2, 4):
+        del structures[index].calc.results["stress"]
+    structures[3].calc.results["energy"] = np.inf
+    gaps = label_gaps(structures)
+    assert gaps["stress"]["missing"] == [0, 1, 2, 4] and gaps["energy"]["non_finite"] == [3]
+    assert describe_label_gaps(gaps, 5) == ("configuration 3 has NaN or infinite reference energy; "
+                                            "configurations 0-2, 4 have no reference stress")
