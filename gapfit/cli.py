@@ -188,7 +188,8 @@ def _add_md(subparsers):
                     "Nosé-Hoover chains) MD with ASE, writing an extended-XYZ trajectory and a log.")
     parser.add_argument("model", help="model file written by gapfit fit")
     parser.add_argument("structure", help="starting structure (any ASE-readable file)")
-    parser.add_argument("--index", default="-1", help="which configuration of the file (default: last)")
+    parser.add_argument("--index", help="which configuration of the file (default: last; "
+                                        "or give it as structure.xyz@INDEX)")
     parser.add_argument("--repeat", nargs=3, type=COUNT, metavar=("NA", "NB", "NC"),
                         help="replicate the structure into a supercell first")
     parser.add_argument("--ensemble", choices=ENSEMBLES, default="nvt", help="default: nvt")
@@ -224,7 +225,8 @@ def _add_select(subparsers):
         description="Choose the n configurations of a pool the model is least sure about "
                     "(gapfit.active.select) and write them for labelling.")
     parser.add_argument("model", help="model file written by gapfit fit")
-    parser.add_argument("pool", help="candidate structures (any ASE-readable file)")
+    parser.add_argument("pool", help="candidate structures (extended XYZ, anything ASE reads, or "
+                                     "mlearn JSON; file.xyz@:100 takes a slice)")
     parser.add_argument("-n", type=COUNT, required=True, help="how many configurations to pick")
     parser.add_argument("-o", "--output", default="selected.xyz",
                         help="extended XYZ of the chosen configurations (default selected.xyz)")
@@ -236,6 +238,7 @@ def _add_select(subparsers):
                         help="forces (largest force-component std) or energy (energy std per atom); "
                              "default: forces")
     parser.add_argument("--seed", type=SEED, help="random seed (strategy random)")
+    _read_options(parser)
     _common(parser)
     parser.set_defaults(handler=command_select)
 
@@ -408,7 +411,7 @@ def _properties(model, args):
         atoms, primitive = validate.reference_crystal(model.species_)
         source = f"ASE's reference crystal of {atoms.get_chemical_formula(mode='reduce')}"
     else:
-        atoms, primitive = _starting_structure(args.properties, "-1", None), None
+        atoms, primitive = _starting_structure(args.properties, None, None), None
         source = args.properties
     model._check_predictable([atoms])
     result = validate.properties(GAPCalculator(model), atoms, primitive=primitive,
@@ -427,15 +430,17 @@ def _properties(model, args):
 
 # ----------------------------------------------------------------------------- md
 def _starting_structure(path, index, repeat):
-    import ase.io
+    from . import io
+    if index is None and io.split_selection(path)[1] is None:
+        index = "-1"
     try:
-        atoms = ase.io.read(path, index=index)
-    except (FileNotFoundError, IsADirectoryError):
-        raise
-    except Exception as error:  # ASE raises many kinds for a malformed file
-        raise ValueError(f"{path}: cannot read a structure ({type(error).__name__}: {error})") from None
-    if not hasattr(atoms, "positions"):
-        raise ValueError(f"{path}: --index {index} selects several structures; give one index")
+        found = io.read(path, index=index)
+    except IndexError as error:
+        raise ValueError(f"{path}: no configuration {index} ({error})") from None
+    if len(found) != 1:
+        raise ValueError(f"{path}{'' if index is None else f' --index {index}'}: selects "
+                         f"{len(found)} structures; give one index")
+    atoms = found[0]
     atoms.calc = None
     return atoms.repeat(repeat) if repeat else atoms
 
@@ -475,8 +480,9 @@ def command_md(args):
 # ----------------------------------------------------------------------------- select
 def command_select(args):
     from . import active, io, load
+    from .settings import read_structures
     model = load(args.model)
-    pool = io.read(args.pool)
+    pool = read_structures([args.pool], _read_only_settings(args))
     if not 0 < args.n <= len(pool):
         raise ValueError(f"-n must be between 1 and the pool size ({len(pool)}), not {args.n}")
     indices = [int(i) for i in active.select(model, pool, args.n, strategy=args.strategy,

@@ -292,8 +292,8 @@ def read_options(settings):
 def read_structures(paths, settings=None, species=None):
     """Labelled structures of all ``paths``, in order, read as the ``read`` table says.
 
-    format "mlearn", or a ``.json`` file with no format given, is read with
-    ``gapfit.io.read_mlearn``; anything else with ``gapfit.io.read``.
+    Every path goes through ``gapfit.io.read`` (format "mlearn", or a ``.json`` file holding a
+    list with no format given, is mlearn JSON; ``file.xyz@:5`` selects configurations).
     species : atomic numbers or symbols a model knows; if given, every file's
     structures are checked (``gapfit.checks.check_structures``) and a problem
     raises ValueError naming the file and the configuration.
@@ -304,10 +304,7 @@ def read_structures(paths, settings=None, species=None):
     file_format = settings.get("read", {}).get("format")
     structures = []
     for path in paths:
-        if file_format == "mlearn" or (file_format is None and str(path).lower().endswith(".json")):
-            found = io.read_mlearn(path)
-        else:
-            found = io.read(path, format=file_format, **read_options(settings))
+        found = io.read(path, format=file_format, **read_options(settings))
         if species is not None:
             try:
                 check_structures(found, species=species)
@@ -403,10 +400,18 @@ def fit_from_settings(settings, verbose=False):
     if not settings.get("train"):
         raise ValueError("no training files given (on the command line or as train = [...] in the "
                          "settings file)")
-    structures = read_structures(settings["train"], settings)
+    from .checks import check_labels
+    model = build_model(settings)
+    structures = []
+    for path in settings["train"]:
+        found = read_structures([path], settings)
+        try:
+            check_labels(found, need_forces=model.fit_forces)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        structures += found
     log.info("read %d configurations (%d atoms) from %s", len(structures),
              sum(len(atoms) for atoms in structures), ", ".join(map(str, settings["train"])))
-    model = build_model(settings)
     model.set_params(verbose=bool(verbose))
     start = time.perf_counter()
     model.fit(structures)

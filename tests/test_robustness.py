@@ -340,3 +340,112 @@ def test_label_gaps_and_their_sentence():
     assert gaps["stress"]["missing"] == [0, 1, 2, 4] and gaps["energy"]["non_finite"] == [3]
     assert describe_label_gaps(gaps, 5) == ("configuration 3 has NaN or infinite reference energy; "
                                             "configurations 0-2, 4 have no reference stress")
+
+
+# ----------------------------------------------------------------------------- inputs
+def write_mlearn(path, structures):
+    """structures in the mlearn benchmark's JSON layout (energy eV, forces eV/Å, no stress)."""
+    entries = [{"structure": {"lattice": {"matrix": atoms.cell.array.tolist()},
+                              "sites": [{"species": [{"element": symbol}], "xyz": position.tolist()}
+                                        for symbol, position in zip(atoms.get_chemical_symbols(),
+                                                                    atoms.positions)]},
+                "num_atoms": len(atoms), "group": "synthetic",
+                "outputs": {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces().tolist()}}
+               for atoms in structures]
+    Path(path).write_text(json.dumps(entries))
+
+
+SELECTIONS = [":5", "3:11:2", "::-3", "19:13:-3", "-4:", "7", "-1", "50:"]
+
+
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_the_at_slice_syntax_selects_like_an_index(selection):
+    everything = gapfit.io.read(DATA / "cu_test.xyz")
+    wanted = [everything[i] for i in gapfit.io.selected_positions(len(everything), selection)]
+    read = gapfit.io.read(f"{DATA / 'cu_test.xyz'}@{selection}")
+    assert [a.get_potential_energy() for a in read] == [a.get_potential_energy() for a in wanted]
+    assert gapfit.training.frame_sizes(f"{DATA / 'cu_test.xyz'}@{selection}") == [len(a) for a in wanted]
+
+
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_file_chunks_read_by_workers_honour_the_at_slice(selection):
+    from gapfit.training import chunks_of_files
+    path = f"{DATA / 'cu_test.xyz'}@{selection}"
+    expected = gapfit.io.read(path)
+    chunks = chunks_of_files([path, DATA / "cu_test.xyz"], max_atoms=70)
+    loaded = [atoms for chunk in chunks for atoms in chunk.load()]
+    assert len(chunks) > 1 and len(loaded) == len(expected) + len(gapfit.io.read(DATA / "cu_test.xyz"))
+    assert [a.get_potential_energy() for a in loaded[:len(expected)]] == [
+        a.get_potential_energy() for a in expected]
+    assert [c.first_index for c in chunks] == sorted(c.first_index for c in chunks)
+
+
+def test_at_slice_errors_name_the_path():
+    path = DATA / "cu_test.xyz"
+    with pytest.raises(ValueError, match="'abc' after '@' is not a configuration index"):
+        gapfit.io.read(f"{path}@abc")
+    with pytest.raises(ValueError, match="configurations chosen twice"):
+        gapfit.io.read(f"{path}@:5", index="2")
+
+
+def test_fit_eval_select_and_md_honour_the_at_slice(model_file, tmp_path, capsys, monkeypatch):
+    import gapfit.settings
+    fitted = []
+    original = gapfit.settings.fit_from_settings
+
+    def record(settings, verbose=False):
+        fitted.append(settings["train"])
+        return original(settings, verbose)
+
+    monkeypatch.setattr(gapfit.settings, "fit_from_settings", record)
+    status, _, err = run_cli(capsys, "fit", f"{DATA / 'cu_train.xyz'}@:5", "--terms", "twobody",
+                             "--twobody", "n_sparse=6", "-o", tmp_path / "m.gap")
+    assert status == 0, err
+    assert "read 5 configurations" in err and fitted[0][0].endswith("cu_train.xyz@:5")
+    assert gapfit.load(tmp_path / "m.gap").n_training_structures_ == 5
+
+    status, out, err = run_cli(capsys, "eval", model_file, f"{DATA / 'cu_test.xyz'}@2:5")
+    assert status == 0 and "(3 configurations)" in out, (out, err)
+
+    status, out, err = run_cli(capsys, "select", model_file, f"{DATA / 'cu_test.xyz'}@:4", "-n", "4",
+                               "-o", tmp_path / "picked.xyz")
+    assert status == 0, err
+    assert sorted(int(i) for i in out.split(":")[-1].split()) == [0, 1, 2, 3]
+
+    from gapfit.cli import _starting_structure
+    third = _starting_structure(f"{DATA / 'cu_test.xyz'}@2", None, None)
+    assert np.array_equal(third.positions, gapfit.io.read(DATA / "cu_test.xyz", index=2)[0].positions)
+    status, _, err = run_cli(capsys, "md", model_file, f"{DATA / 'cu_test.xyz'}@:3", "--steps", "1")
+    assert status == 1 and "selects 3 structures; give one index" in one_line(err)
+
+
+def test_every_command_reads_mlearn_json(model_file, tmp_path, capsys):
+    structures = gapfit.io.read(DATA / "cu_test.xyz", index=":4")
+    write_mlearn(tmp_path / "pool.json", structures)
+    read = gapfit.io.read(tmp_path / "pool.json")
+    assert np.allclose([a.get_potential_energy() for a in read],
+                       [a.get_potential_energy() for a in structures])
+    assert len(gapfit.io.read(f"{tmp_path / 'pool.json'}@1:3")) == 2
+    assert gapfit.training.frame_sizes(tmp_path / "pool.json") == [len(a) for a in structures]
+    status, out, err = run_cli(capsys, "select", model_file, tmp_path / "pool.json", "-n", "2",
+                               "-o", tmp_path / "picked.xyz")
+    assert status == 0, err
+    assert len(gapfit.io.read(tmp_path / "picked.xyz")) == 2
+    status, out, err = run_cli(capsys, "eval", model_file, tmp_path / "pool.json")
+    assert status == 0 and "(4 configurations)" in out
+    atoms = gapfit.cli._starting_structure(str(tmp_path / "pool.json"), None, None)
+    assert np.array_equal(atoms.positions, structures[-1].positions)
+
+
+def test_no_reference_forces_names_the_file_and_suggests_no_forces(tmp_path, capsys):
+    structures = gapfit.io.read(DATA / "cu_test.xyz", index=":3")
+    for atoms in structures:
+        del atoms.calc.results["forces"]
+    gapfit.io.write(tmp_path / "energies.xyz", structures)
+    status, _, err = run_cli(capsys, "fit", DATA / "cu_test.xyz", tmp_path / "energies.xyz",
+                             "--terms", "twobody", "-o", tmp_path / "m.gap")
+    message = one_line(err)
+    assert status == 1 and f"{tmp_path / 'energies.xyz'}: configuration 0: no reference forces" in message
+    assert "--no-forces" in message
+    with pytest.raises(ValueError, match=r"energies.xyz: configuration 0: no reference forces.*--no-forces"):
+        gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=4)]).fit([str(tmp_path / "energies.xyz")])
