@@ -372,8 +372,11 @@ def command_eval(args):
                          parity_data, report)
     from .plots import evaluation_plots
     from .settings import read_structures
+    from .atomic_files import check_writable
     if not args.data and args.properties is None:
         raise ValueError("nothing to evaluate: give labelled data files, --properties, or both")
+    if args.json:
+        check_writable(args.json)
     model = load(args.model)
     document = {"model": str(args.model)}
     if args.data:
@@ -451,6 +454,9 @@ def command_md(args):
     from . import GAPCalculator, load
     from .logging_setup import show_progress
     from .md import run_md, summarise_md
+    from .atomic_files import check_writable
+    for output in (args.trajectory, args.log):
+        check_writable(output)
     model = load(args.model)
     atoms = _starting_structure(args.structure, args.index, args.repeat)
     model._check_predictable([atoms])
@@ -480,7 +486,9 @@ def command_md(args):
 # ----------------------------------------------------------------------------- select
 def command_select(args):
     from . import active, io, load
+    from .atomic_files import check_writable
     from .settings import read_structures
+    check_writable(args.output)
     model = load(args.model)
     pool = read_structures([args.pool], _read_only_settings(args))
     if not 0 < args.n <= len(pool):

@@ -449,3 +449,14 @@ def test_no_reference_forces_names_the_file_and_suggests_no_forces(tmp_path, cap
     assert "--no-forces" in message
     with pytest.raises(ValueError, match=r"energies.xyz: configuration 0: no reference forces.*--no-forces"):
         gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=4)]).fit([str(tmp_path / "energies.xyz")])
+
+
+def test_other_commands_check_their_outputs_before_work(model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gapfit, "load", lambda path: pytest.fail("the command started work"))
+    missing = tmp_path / "missing"
+    for command in (["md", model_file, DATA / "cu_test.xyz", "-o", missing / "md.xyz"],
+                    ["md", model_file, DATA / "cu_test.xyz", "--log", missing / "md.log"],
+                    ["select", model_file, DATA / "cu_test.xyz", "-n", "2", "-o", missing / "p.xyz"],
+                    ["eval", model_file, DATA / "cu_test.xyz", "--json", missing / "e.json"]):
+        status, _, err = run_cli(capsys, *command)
+        assert status == 1 and f"{command[-1]}: folder {missing} does not exist" in one_line(err)
