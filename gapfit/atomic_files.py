@@ -17,7 +17,14 @@ _UMASK_LOCK = threading.Lock()
 
 
 def _umask():
-    with _UMASK_LOCK:  # os.umask can only be read by setting it
+    try:  # Linux shows it without changing it
+        with open("/proc/self/status") as stream:
+            for line in stream:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere os.umask can only be read by setting it
         mask = os.umask(0o022)
         os.umask(mask)
     return mask
