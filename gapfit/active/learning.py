@@ -10,7 +10,6 @@ interruption.
 import datetime
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from ..gp import linalg as gp
 from ..fit.noise import voigt_sigmas
 from ..fit.threads import single_thread
+from ..structures.atomic_files import write_atomically
 from ..uncertainty.posterior import Posterior, structure_targets, target_variances
 
 STRATEGIES = ("uncertainty", "batch", "coverage", "random")
@@ -194,18 +194,7 @@ def _greedy(candidates, precision, n, strategy, score):
 # ----------------------------------------------------------------------------- on the fly
 def _write_atomically(path, write):
     """Call write(temporary path), flush it to disk, then rename it onto ``path``."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    write_atomically(path, write)
 
 
 def label(atoms, oracle):
@@ -321,7 +310,7 @@ class OnTheFly:
         """Model, labelled data and MD frame from the directory; returns the MD frame."""
         import ase.io
         from ..structures.io import read
-        from ..model.model_file import load_model
+        from ..model.estimator import load_model
         model = load_model(self._path("model.gap"))
         with np.load(self._path("factors.npz")) as stored:
             model.data_factors_ = {name[7:]: stored[name] for name in stored.files

@@ -9,6 +9,8 @@ usage errors exit with status 2.
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +52,36 @@ settings file (TOML; YAML with PyYAML), every entry optional, flags override it:
 
 
 # ----------------------------------------------------------------------------- parser
+class UsageError(ValueError):
+    """A bad value on the command line: reported like argparse's own errors (exit status 2)."""
+
+
+def _number(above=None, at_least=None, integer=False, unit="", not_zero=False):
+    """An argparse ``type``: a finite number (an integer if ``integer``) within the given bounds."""
+    def parse(text):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{'an integer' if integer else 'a number'} is needed, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"a finite number is needed, not {text!r}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be > {above}{unit}, not {text}")
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"must be >= {at_least}{unit}, not {text}")
+        if not_zero and value == 0:
+            raise argparse.ArgumentTypeError("must not be 0 (1: this process; n > 1 or -1: workers)")
+        return value
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+POSITIVE = _number(above=0)
+NON_NEGATIVE = _number(at_least=0)
+FINITE = _number()
+COUNT = _number(at_least=1, integer=True)
+SEED = _number(at_least=0, integer=True)
 def _common(parser):
     group = parser.add_argument_group("messages")
     group.add_argument("-q", "--quiet", action="store_true",
@@ -99,18 +131,18 @@ def _add_fit(subparsers):
     for name, cls in sorted(term_classes().items()):
         model.add_argument(f"--{name}", nargs="+", metavar="KEY=VALUE", dest=f"term_{name}",
                            help=_term_help(cls))
-    model.add_argument("--energy-sigma", type=float, help="expected energy error, eV/atom (default 0.002)")
-    model.add_argument("--force-sigma", type=float, help="expected force error, eV/Å (default 0.05)")
-    model.add_argument("--virial-sigma", type=float, help="expected virial error, eV/atom (default 0.05)")
+    model.add_argument("--energy-sigma", type=_number(above=0, unit=" eV/atom"), help="expected energy error, eV/atom (default 0.002)")
+    model.add_argument("--force-sigma", type=_number(above=0, unit=" eV/Å"), help="expected force error, eV/Å (default 0.05)")
+    model.add_argument("--virial-sigma", type=_number(above=0, unit=" eV/atom"), help="expected virial error, eV/atom (default 0.05)")
     model.add_argument("--e0", help="isolated-atom energies: 'average', 'isolated', or SYMBOL=eV,... "
                                     "(default: average)")
-    model.add_argument("--sparse-jitter", type=float, help="relative jitter on K_MM (default 1e-8)")
+    model.add_argument("--sparse-jitter", type=NON_NEGATIVE, help="relative jitter on K_MM (default 1e-8)")
     model.add_argument("--no-forces", dest="fit_forces", action="store_false", default=None,
                        help="do not fit forces")
     model.add_argument("--no-virial", dest="fit_virial", action="store_false", default=None,
                        help="do not fit stresses/virials")
-    model.add_argument("--seed", type=int, help="random seed of the sparse-point selection")
-    model.add_argument("--n-jobs", type=int, help="worker processes (default: this process)")
+    model.add_argument("--seed", type=SEED, help="random seed of the sparse-point selection")
+    model.add_argument("--n-jobs", type=_number(integer=True, not_zero=True), help="worker processes (default: this process)")
     _common(parser)
     parser.set_defaults(handler=command_fit)
 
@@ -138,9 +170,9 @@ def _add_eval(subparsers):
                             "file, last frame; give the conventional cell for the cubic lattice "
                             "constant); without STRUCTURE, ASE's reference crystal of the model's "
                             "single element (ase.build.bulk)")
-    group.add_argument("--md-time", type=float, default=2.0, metavar="PS",
+    group.add_argument("--md-time", type=_number(above=0, unit=" ps"), default=2.0, metavar="PS",
                        help="length of the MD stability run, ps (default 2)")
-    group.add_argument("--md-temperature", type=float, default=300.0, metavar="K",
+    group.add_argument("--md-temperature", type=_number(above=0, unit=" K"), default=300.0, metavar="K",
                        help="temperature of the MD stability run, K (default 300)")
     _read_options(parser)
     _common(parser)
@@ -156,26 +188,27 @@ def _add_md(subparsers):
                     "Nosé-Hoover chains) MD with ASE, writing an extended-XYZ trajectory and a log.")
     parser.add_argument("model", help="model file written by gapfit fit")
     parser.add_argument("structure", help="starting structure (any ASE-readable file)")
-    parser.add_argument("--index", default="-1", help="which configuration of the file (default: last)")
-    parser.add_argument("--repeat", nargs=3, type=int, metavar=("NA", "NB", "NC"),
+    parser.add_argument("--index", help="which configuration of the file (default: last; "
+                                        "or give it as structure.xyz@INDEX)")
+    parser.add_argument("--repeat", nargs=3, type=COUNT, metavar=("NA", "NB", "NC"),
                         help="replicate the structure into a supercell first")
     parser.add_argument("--ensemble", choices=ENSEMBLES, default="nvt", help="default: nvt")
-    parser.add_argument("--steps", type=int, default=1000, help="number of steps (default 1000)")
-    parser.add_argument("--timestep", type=float, default=1.0, help="time step, fs (default 1)")
-    parser.add_argument("--temperature", type=float, default=300.0,
+    parser.add_argument("--steps", type=COUNT, default=1000, help="number of steps (default 1000)")
+    parser.add_argument("--timestep", type=_number(above=0, unit=" fs"), default=1.0, help="time step, fs (default 1)")
+    parser.add_argument("--temperature", type=_number(at_least=0, unit=" K"), default=300.0,
                         help="thermostat target, K (default 300)")
-    parser.add_argument("--init-temperature", type=float,
+    parser.add_argument("--init-temperature", type=_number(at_least=0, unit=" K"),
                         help="temperature of the initial velocities, K (default: --temperature)")
     parser.add_argument("--keep-velocities", action="store_true",
                         help="start from the momenta stored in the structure file, if any")
-    parser.add_argument("--pressure", type=float, default=0.0, help="NPT pressure, GPa (default 0)")
-    parser.add_argument("--friction", type=float, default=0.01,
+    parser.add_argument("--pressure", type=FINITE, default=0.0, help="NPT pressure, GPa (default 0)")
+    parser.add_argument("--friction", type=_number(above=0, unit=" 1/fs"), default=0.01,
                         help="Langevin friction, 1/fs (default 0.01)")
-    parser.add_argument("--tdamp", type=float, help="NPT thermostat time, fs (default 100 steps)")
-    parser.add_argument("--pdamp", type=float, help="NPT barostat time, fs (default 1000 steps)")
-    parser.add_argument("--interval", type=int, default=10,
+    parser.add_argument("--tdamp", type=_number(above=0, unit=" fs"), help="NPT thermostat time, fs (default 100 steps)")
+    parser.add_argument("--pdamp", type=_number(above=0, unit=" fs"), help="NPT barostat time, fs (default 1000 steps)")
+    parser.add_argument("--interval", type=COUNT, default=10,
                         help="steps between log lines and trajectory frames (default 10)")
-    parser.add_argument("--seed", type=int, help="random seed of the velocities and Langevin noise")
+    parser.add_argument("--seed", type=SEED, help="random seed of the velocities and Langevin noise")
     parser.add_argument("--uncertainty", action="store_true",
                         help="also predict force uncertainties and log the largest (slower)")
     parser.add_argument("-o", "--trajectory", default="md.xyz",
@@ -192,8 +225,9 @@ def _add_select(subparsers):
         description="Choose the n configurations of a pool the model is least sure about "
                     "(gapfit.active.select) and write them for labelling.")
     parser.add_argument("model", help="model file written by gapfit fit")
-    parser.add_argument("pool", help="candidate structures (any ASE-readable file)")
-    parser.add_argument("-n", type=int, required=True, help="how many configurations to pick")
+    parser.add_argument("pool", help="candidate structures (extended XYZ, anything ASE reads, or "
+                                     "mlearn JSON; file.xyz@:100 takes a slice)")
+    parser.add_argument("-n", type=COUNT, required=True, help="how many configurations to pick")
     parser.add_argument("-o", "--output", default="selected.xyz",
                         help="extended XYZ of the chosen configurations (default selected.xyz)")
     parser.add_argument("--strategy", default="uncertainty",
@@ -203,7 +237,8 @@ def _add_select(subparsers):
     parser.add_argument("--score", default="forces",
                         help="forces (largest force-component std) or energy (energy std per atom); "
                              "default: forces")
-    parser.add_argument("--seed", type=int, help="random seed (strategy random)")
+    parser.add_argument("--seed", type=SEED, help="random seed (strategy random)")
+    _read_options(parser)
     _common(parser)
     parser.set_defaults(handler=command_select)
 
@@ -248,11 +283,14 @@ def fit_settings(args):
     read = {key: getattr(args, key) for key in fs.READ_KEYS if getattr(args, key) is not None}
     if read:
         overrides["read"] = read
+    try:
+        e0 = _parse_e0(args.e0) if args.e0 is not None else None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     gap = {"energy_sigma": args.energy_sigma, "force_sigma": args.force_sigma,
            "virial_sigma": args.virial_sigma, "sparse_jitter": args.sparse_jitter,
            "fit_forces": args.fit_forces, "fit_virial": args.fit_virial,
-           "random_state": args.seed, "n_jobs": args.n_jobs,
-           "e0": _parse_e0(args.e0) if args.e0 is not None else None}
+           "random_state": args.seed, "n_jobs": args.n_jobs, "e0": e0}
     gap = {key: value for key, value in gap.items() if value is not None}
     if gap:
         overrides["gap"] = gap
@@ -263,8 +301,11 @@ def fit_settings(args):
         assignments = getattr(args, f"term_{name}")
         if assignments:
             terms = settings.get("terms") or fs.default_term_tables()
-            settings["terms"] = fs.set_term_parameters(
-                terms, name, fs.parse_assignments(assignments, f"--{name} setting"))
+            try:
+                settings["terms"] = fs.set_term_parameters(
+                    terms, name, fs.parse_assignments(assignments, f"--{name} setting"))
+            except ValueError as error:  # a bad value typed on the command line
+                raise UsageError(str(error)) from None
     settings.setdefault("output", str(Path("model.gap").resolve()))
     return fs.validate_settings(settings, source="command line")
 
@@ -279,16 +320,40 @@ def _evaluate_and_print(model, paths, settings):
     return result
 
 
+def _save_or_keep(model, output):
+    """Save ``model`` to ``output``; if that fails, save it in the current folder or the temporary
+    folder instead and raise an OSError that says where it is."""
+    import tempfile
+    try:
+        model.save(output)
+        return
+    except OSError as error:
+        problem = _one_line(error)
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        kept = folder / Path(output).name
+        if kept.resolve() == Path(output).resolve() or kept.exists():  # never overwrite a file
+            kept = folder / f"{kept.stem}-{os.getpid()}{kept.suffix}"
+        try:
+            model.save(kept)
+        except OSError:
+            continue
+        raise OSError(f"{problem}; the fitted model was saved to {kept} instead")
+    raise OSError(f"{problem}; the fitted model could not be saved anywhere (tried the current and "
+                  "the temporary folder)")
+
+
 def command_fit(args):
+    from ..structures.atomic_files import check_writable
     from .logging_setup import show_progress
     from .settings import explicit_settings, fit_from_settings, to_toml
     settings = fit_settings(args)
     if args.print_settings:
         sys.stdout.write(to_toml(explicit_settings(settings)))
         return 0
+    check_writable(settings["output"])  # before any work, so a fit is never lost to a bad path
     model = fit_from_settings(settings, verbose=show_progress(args.quiet))
     model.set_params(verbose=False)
-    model.save(settings["output"])
+    _save_or_keep(model, settings["output"])
     log.info("model written to %s", settings["output"])
     if settings.get("validate"):
         _evaluate_and_print(model, settings["validate"], settings)
@@ -303,16 +368,29 @@ def _read_only_settings(args):
 
 def command_eval(args):
     from .. import load
-    from ..evaluate.errors import format_report, json_safe, parity_data, report
+    from ..evaluate.errors import (QUANTITIES, describe_label_gaps, format_report, json_safe,
+                                   label_gaps, parity_data, report)
     from ..evaluate.plots import evaluation_plots
     from .settings import read_structures
+    from ..structures.atomic_files import check_writable
     if not args.data and args.properties is None:
         raise ValueError("nothing to evaluate: give labelled data files, --properties, or both")
+    if args.json:
+        check_writable(args.json)
     model = load(args.model)
     document = {"model": str(args.model)}
     if args.data:
-        structures = read_structures(args.data, _read_only_settings(args), species=model.species_)
+        structures = []
+        for path in args.data:
+            found = read_structures([path], _read_only_settings(args), species=model.species_)
+            gaps = describe_label_gaps(label_gaps(found), len(found))
+            if gaps:
+                log.warning("%s: %s; those labels are left out of the errors", path, gaps)
+            structures += found
         data = parity_data(model, structures)
+        if not any(data.series(q).reference.size for q in QUANTITIES):
+            raise ValueError(f"{', '.join(args.data)}: nothing to evaluate: no configuration has a "
+                             "usable reference energy, forces or stress (see the warnings above)")
         result = report(data)
         print(f"model {args.model} on {', '.join(args.data)} ({len(structures)} configurations):")
         print(format_report(result))
@@ -336,7 +414,7 @@ def _properties(model, args):
         atoms, primitive = validate.reference_crystal(model.species_)
         source = f"ASE's reference crystal of {atoms.get_chemical_formula(mode='reduce')}"
     else:
-        atoms, primitive = _starting_structure(args.properties, "-1", None), None
+        atoms, primitive = _starting_structure(args.properties, None, None), None
         source = args.properties
     model.check_predictable([atoms])
     result = validate.properties(GAPCalculator(model), atoms, primitive=primitive,
@@ -355,15 +433,17 @@ def _properties(model, args):
 
 # ----------------------------------------------------------------------------- md
 def _starting_structure(path, index, repeat):
-    import ase.io
+    from ..structures import io
+    if index is None and io.split_selection(path)[1] is None:
+        index = "-1"
     try:
-        atoms = ase.io.read(path, index=index)
-    except (FileNotFoundError, IsADirectoryError):
-        raise
-    except Exception as error:  # ASE raises many kinds for a malformed file
-        raise ValueError(f"{path}: cannot read a structure ({type(error).__name__}: {error})") from None
-    if not hasattr(atoms, "positions"):
-        raise ValueError(f"{path}: --index {index} selects several structures; give one index")
+        found = io.read(path, index=index)
+    except IndexError as error:
+        raise ValueError(f"{path}: no configuration {index} ({error})") from None
+    if len(found) != 1:
+        raise ValueError(f"{path}{'' if index is None else f' --index {index}'}: selects "
+                         f"{len(found)} structures; give one index")
+    atoms = found[0]
     atoms.calc = None
     return atoms.repeat(repeat) if repeat else atoms
 
@@ -374,6 +454,9 @@ def command_md(args):
     from .. import GAPCalculator, load
     from .logging_setup import show_progress
     from ..md.dynamics import run_md, summarise_md
+    from ..structures.atomic_files import check_writable
+    for output in (args.trajectory, args.log):
+        check_writable(output)
     model = load(args.model)
     atoms = _starting_structure(args.structure, args.index, args.repeat)
     model.check_predictable([atoms])
@@ -405,8 +488,11 @@ def command_select(args):
     from .. import load
     from ..active import learning as active
     from ..structures import io
+    from ..structures.atomic_files import check_writable
+    from .settings import read_structures
+    check_writable(args.output)
     model = load(args.model)
-    pool = io.read(args.pool)
+    pool = read_structures([args.pool], _read_only_settings(args))
     if not 0 < args.n <= len(pool):
         raise ValueError(f"-n must be between 1 and the pool size ({len(pool)}), not {args.n}")
     indices = [int(i) for i in active.select(model, pool, args.n, strategy=args.strategy,
@@ -420,12 +506,14 @@ def command_select(args):
 
 # ----------------------------------------------------------------------------- main
 def _one_line(error):
-    if isinstance(error, FileNotFoundError) and error.filename:
-        return f"{error.filename}: no such file or directory"
-    if isinstance(error, IsADirectoryError) and error.filename:
-        return f"{error.filename}: is a directory, not a file"
-    if isinstance(error, PermissionError) and error.filename:
-        return f"{error.filename}: permission denied"
+    standard = {FileNotFoundError: "no such file or directory",
+                IsADirectoryError: "is a directory, not a file", PermissionError: "permission denied"}
+    if isinstance(error, OSError) and error.filename:
+        reason = error.strerror
+        if not reason or (error.errno is not None and reason == os.strerror(error.errno)):
+            reason = standard.get(type(error), reason)  # the system's words, unless gapfit's own
+        if reason:
+            return f"{error.filename}: {reason}"
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -437,6 +525,9 @@ def main(argv=None):
     configure_logging(args.verbose, args.quiet)
     try:
         return args.handler(args)
+    except UsageError as error:
+        print(f"gapfit {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gapfit: interrupted", file=sys.stderr)
         return 130

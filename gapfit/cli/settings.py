@@ -150,6 +150,34 @@ def validate_settings(settings, source="settings"):
     return checked
 
 
+# term parameters that may be 0 (all other numeric ones must be > 0)
+_MAY_BE_ZERO = {"l_max", "transition_width"}
+
+
+def check_term_values(cls, params, where):
+    """ValueError naming ``where`` and the parameter unless each numeric parameter of a term is a
+    finite number of its default's type (an integer where the default is one), > 0 (>= 0 for
+    l_max and transition_width). Other parameters are checked by the term itself."""
+    defaults = cls().get_params(deep=False)
+    for key, value in params.items():
+        default = defaults.get(key)
+        if value is None or key not in defaults:
+            continue
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if default is None and key.endswith("r_cut"):
+            numeric = True
+        if numeric:
+            wants_int = isinstance(default, int)
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not is_number or (wants_int and not isinstance(value, int)):
+                raise ValueError(f"{where}: {cls.__name__} {key} must be "
+                                 f"{'an integer' if wants_int else 'a number'}, not {value!r}")
+            if not math.isfinite(value) or value < 0 or (value == 0 and key not in _MAY_BE_ZERO):
+                bound = ">= 0" if key in _MAY_BE_ZERO else "> 0"
+                raise ValueError(f"{where}: {cls.__name__} {key} must be a finite number {bound}, "
+                                 f"not {value!r}")
+
+
 def _checked_term(term, index, source):
     if "type" not in term:
         raise ValueError(f"{source}: terms[{index}] has no type (e.g. type = \"SOAP\")")
@@ -160,6 +188,7 @@ def _checked_term(term, index, source):
     known = sorted(cls().get_params(deep=False))
     params = {key: value for key, value in term.items() if key != "type"}
     _unknown(params, known, f"terms[{index}] ({cls.__name__})", source)
+    check_term_values(cls, params, f"{source}: terms[{index}]")
     return {"type": cls.__name__, **params}
 
 
@@ -222,6 +251,7 @@ def set_term_parameters(terms, type_name, parameters):
                          f"(terms: {present})")
     known = sorted(cls().get_params(deep=False))
     _unknown(parameters, known, cls.__name__, "command line")
+    check_term_values(cls, parameters, f"--{cls.__name__.lower()}")
     return [{**term, **parameters} if any(term is m for m in matching) else dict(term)
             for term in terms]
 
@@ -262,8 +292,8 @@ def read_options(settings):
 def read_structures(paths, settings=None, species=None):
     """Labelled structures of all ``paths``, in order, read as the ``read`` table says.
 
-    format "mlearn", or a ``.json`` file with no format given, is read with
-    ``gapfit.io.read_mlearn``; anything else with ``gapfit.io.read``.
+    Every path goes through ``gapfit.io.read`` (format "mlearn", or a ``.json`` file holding a
+    list with no format given, is mlearn JSON; ``file.xyz@:5`` selects configurations).
     species : atomic numbers or symbols a model knows; if given, every file's
     structures are checked (``gapfit.checks.check_structures``) and a problem
     raises ValueError naming the file and the configuration.
@@ -274,10 +304,7 @@ def read_structures(paths, settings=None, species=None):
     file_format = settings.get("read", {}).get("format")
     structures = []
     for path in paths:
-        if file_format == "mlearn" or (file_format is None and str(path).lower().endswith(".json")):
-            found = io.read_mlearn(path)
-        else:
-            found = io.read(path, format=file_format, **read_options(settings))
+        found = io.read(path, format=file_format, **read_options(settings))
         if species is not None:
             try:
                 check_structures(found, species=species)
@@ -373,10 +400,18 @@ def fit_from_settings(settings, verbose=False):
     if not settings.get("train"):
         raise ValueError("no training files given (on the command line or as train = [...] in the "
                          "settings file)")
-    structures = read_structures(settings["train"], settings)
+    from ..structures.checks import check_labels
+    model = build_model(settings)
+    structures = []
+    for path in settings["train"]:
+        found = read_structures([path], settings)
+        try:
+            check_labels(found, need_forces=model.fit_forces)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        structures += found
     log.info("read %d configurations (%d atoms) from %s", len(structures),
              sum(len(atoms) for atoms in structures), ", ".join(map(str, settings["train"])))
-    model = build_model(settings)
     model.set_params(verbose=bool(verbose))
     start = time.perf_counter()
     model.fit(structures)

@@ -67,7 +67,8 @@ def parity_data(model, structures):
     """ParityData of a fitted model on labelled structures (labels via ``gapfit.structures.io.labels``).
 
     Stresses are compared only for structures periodic in 3D; a structure
-    without a label simply contributes nothing for that quantity. Structures
+    without a label, or with a label holding NaN or infinity, contributes nothing
+    for that quantity (``label_gaps`` says which). Structures
     the model cannot predict (unknown species, overlapping atoms) raise
     ValueError naming the configuration.
     """
@@ -77,7 +78,7 @@ def parity_data(model, structures):
     pieces = {quantity: [] for quantity in QUANTITIES}
     config_types = []
     for atoms in structures:
-        energy, forces, stress = reference_labels(atoms)
+        energy, forces, stress = _finite_labels(atoms)
         group = str(atoms.info.get("config_type", "default"))
         config_types.append(group)
         prediction = model.predict_structure(atoms)
@@ -92,6 +93,58 @@ def parity_data(model, structures):
             pieces["stress"].append((stress, predicted, np.full(6, group, dtype=object)))
     return ParityData(*(_collect(pieces[q]) for q in QUANTITIES), n_configurations=len(config_types),
                       config_types=sorted(set(config_types)))
+
+
+def _finite(value):
+    return value is not None and bool(np.all(np.isfinite(value)))
+
+
+def _finite_labels(atoms):
+    """Reference (energy, forces, stress) with non-finite labels (and a stress of a structure not
+    periodic in 3D) as None."""
+    energy, forces, stress = reference_labels(atoms)
+    return (energy if _finite(energy) else None, forces if _finite(forces) else None,
+            stress if _finite(stress) and atoms.pbc.all() else None)
+
+
+def label_gaps(structures):
+    """{quantity: {"missing": [index], "non_finite": [index]}} of the configurations lacking a
+    usable reference energy, forces or stress (stress: structures periodic in 3D only)."""
+    gaps = {quantity: {"missing": [], "non_finite": []} for quantity in QUANTITIES}
+    for index, atoms in enumerate(structures):
+        for quantity, value in zip(QUANTITIES, reference_labels(atoms)):
+            if quantity == "stress" and not atoms.pbc.all():
+                continue
+            if value is None:
+                gaps[quantity]["missing"].append(index)
+            elif not _finite(value):
+                gaps[quantity]["non_finite"].append(index)
+    return gaps
+
+
+def _ranges(indices):
+    """'0-4, 7, 9-10' of sorted integers."""
+    parts, start = [], None
+    for position, index in enumerate(indices):
+        if start is None:
+            start = index
+        if position + 1 == len(indices) or indices[position + 1] != index + 1:
+            parts.append(str(start) if start == index else f"{start}-{index}")
+            start = None
+    return ", ".join(parts)
+
+
+def describe_label_gaps(gaps, n_configurations):
+    """One sentence saying which configurations lack which label ('' if none do)."""
+    phrases = []
+    for quantity, gap in gaps.items():
+        for kind, words in (("missing", "no reference"), ("non_finite", "NaN or infinite reference")):
+            indices = gap[kind]
+            if indices:
+                which = ("all configurations" if len(indices) == n_configurations
+                         else f"configuration{'s' if len(indices) > 1 else ''} {_ranges(indices)}")
+                phrases.append(f"{which} {'have' if len(indices) > 1 else 'has'} {words} {quantity}")
+    return "; ".join(phrases)
 
 
 def error_statistics(reference, predicted):

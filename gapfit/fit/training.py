@@ -25,8 +25,9 @@ from .noise import NoiseModel, voigt_sigmas
 class Chunk:
     """Configurations ``first_index .. first_index + n - 1`` of the training set.
 
-    Either ``structures`` (a list of Atoms) or ``path`` + ``start``/``stop`` +
-    ``read_options`` (keyword arguments of ``gapfit.io.read``) is set.
+    Either ``structures`` (a list of Atoms) or ``path`` + ``start``/``stop``/``step`` (the file
+    positions ``range(start, stop, step)``) + ``read_options`` (keyword arguments of
+    ``gapfit.io.read``) is set.
     """
 
     first_index: int
@@ -35,12 +36,21 @@ class Chunk:
     start: int = 0
     stop: int = 0
     read_options: dict = None
+    step: int = 1
 
     def load(self):
+        """The chunk's structures: positions ``range(start, stop, step)`` of the file."""
         if self.structures is not None:
             return self.structures
         from ..structures.io import read
-        return read(self.path, index=f"{self.start}:{self.stop}", **(self.read_options or {}))
+        positions = range(self.start, self.stop, self.step)
+        if self.step > 0:
+            return read(self.path, index=f"{self.start}:{self.stop}:{self.step}",
+                        **(self.read_options or {}))
+        # a backward slice: read forwards, then reverse
+        forward = read(self.path, index=f"{positions[-1]}:{self.start + 1}:{-self.step}",
+                       **(self.read_options or {}))
+        return forward[::-1]
 
 
 def chunk_groups(sizes, max_atoms):
@@ -60,6 +70,10 @@ def chunk_groups(sizes, max_atoms):
 def _with_index(error, chunk):
     """Re-raise a check's error with the configuration index of the whole training set."""
     import re
+    if chunk.path is not None:  # the position in the file, and the file
+        message = re.sub(r"configuration (\d+)", lambda m: "configuration "
+                         f"{chunk.start + int(m.group(1)) * chunk.step}", str(error))
+        return type(error)(f"{chunk.path}: {message}")
     message = re.sub(r"configuration (\d+)",
                      lambda m: f"configuration {int(m.group(1)) + chunk.first_index}", str(error))
     return type(error)(message)
@@ -187,10 +201,22 @@ def chunks_of_structures(structures, max_atoms):
             for group in chunk_groups([len(a) for a in structures], max_atoms)]
 
 
-def frame_sizes(path):
-    """Atom count of every configuration in a file, without building Atoms for extended XYZ."""
+def frame_sizes(path, format=None):
+    """Atom count of every configuration in a file (those ``file.xyz@:5`` selects), without
+    building Atoms for extended XYZ or mlearn JSON."""
+    from ..structures.io import selected_positions, split_selection
+    path, index = split_selection(path)
+    sizes = _all_frame_sizes(path, format)
+    return sizes if index is None else [sizes[i] for i in selected_positions(len(sizes), index)]
+
+
+def _all_frame_sizes(path, format=None):
     from pathlib import Path
-    if Path(path).suffix.lower() in (".xyz", ".extxyz"):
+    from ..structures.io import is_mlearn_file
+    if is_mlearn_file(path, format):
+        import json
+        return [len(entry["structure"]["sites"]) for entry in json.loads(Path(path).read_text())]
+    if format in (None, "extxyz", "xyz") and Path(path).suffix.lower() in (".xyz", ".extxyz"):
         sizes = []
         with open(path) as stream:
             for line in stream:
@@ -206,16 +232,25 @@ def frame_sizes(path):
                     next(stream, None)
         return sizes
     import ase.io
-    return [len(atoms) for atoms in ase.io.iread(path)]
+    return [len(atoms) for atoms in ase.io.iread(path, index=":", format=format,
+                                                 do_not_split_by_at_sign=True)]
 
 
 def chunks_of_files(paths, max_atoms, read_options=None):
-    """Chunks that name a slice of a file; workers read their own structures."""
+    """Chunks that name a slice of a file; workers read their own structures.
+
+    A path in ASE's ``file.xyz@:5`` syntax contributes only the configurations it selects."""
+    from ..structures.io import selected_positions, split_selection
     chunks, first = [], 0
+    file_format = (read_options or {}).get("format")
     for path in paths:
-        sizes = frame_sizes(str(path))
+        name, index = split_selection(path)
+        every = _all_frame_sizes(name, file_format)
+        positions = selected_positions(len(every), ":" if index is None else index)
+        sizes = [every[i] for i in positions]
         for group in chunk_groups(sizes, max_atoms):
-            chunks.append(Chunk(first_index=first + group[0], path=str(path), start=group[0],
-                                stop=group[-1] + 1, read_options=read_options))
+            chunks.append(Chunk(first_index=first + group[0], path=name, start=positions[group[0]],
+                                stop=positions[group[-1]] + positions.step, step=positions.step,
+                                read_options=read_options))
         first += len(sizes)
     return chunks

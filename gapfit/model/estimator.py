@@ -23,7 +23,8 @@ from ..structures.checks import check_structures
 from ..fit.memory import PeakMemory
 from ..fit.parallel import map_chunks, map_reduce_chunks
 from ..gp.sparse import finish_selection, plan_selection, pooled_moments
-from . import recipe
+from . import recipe, stored
+from .model_file import read_model_file, write_model_file
 from ..fit.noise import NoiseModel
 
 logger = logging.getLogger(__name__)
@@ -365,6 +366,11 @@ class GAP(BaseEstimator):
     # ---------------------------------------------------------- persistence
     def save(self, path):
         """Write the fitted model to ``path`` atomically (see ``gapfit.model.model_file``)."""
-        from .model_file import save_model
         check_is_fitted(self, "alpha_")
-        save_model(self, path)
+        write_model_file(path, stored.model_header(self), stored.model_arrays(self))
+
+
+def load_model(path):
+    """The fitted GAP of a model file written by ``GAP.save``; ModelFileError on any damage,
+    a newer format or a setting this gapfit does not know."""
+    return stored.model_from_file_contents(GAP, path, *read_model_file(path))

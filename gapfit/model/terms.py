@@ -266,3 +266,24 @@ class ACSF(Term):
 def default_terms():
     """The default recipe: a 2-body term plus SOAP, as in common GAP fits."""
     return [TwoBody(), SOAP()]
+
+
+def term_record(term):
+    """{"class": name, "params": settings} of a term (JSON-ready)."""
+    params = {name: (np.asarray(value).tolist() if isinstance(value, (np.ndarray, tuple)) else value)
+              for name, value in term.get_params(deep=False).items()}
+    return {"class": type(term).__name__, "params": params}
+
+
+def term_class(name):
+    """The term class called ``name`` (a subclass of Term defined here), or None."""
+    cls = globals().get(name)
+    return cls if isinstance(cls, type) and issubclass(cls, Term) and cls is not Term else None
+
+
+def term_from_record(record):
+    """The term of a ``term_record``; ValueError for an unknown class."""
+    cls = term_class(record["class"])
+    if cls is None:
+        raise ValueError(f"unknown term class {record['class']!r} in model file")
+    return cls(**record["params"])

@@ -1,4 +1,6 @@
 """ASE calculator around a fitted GAP: energy, free_energy, energies, forces, stress."""
+import threading
+
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,6 +23,13 @@ class GAPCalculator(Calculator):
     at the model's cutoff + skin and reused, with only its pair vectors recomputed, until
     an atom has moved more than skin / 2 or the cell, periodicity or species change
     (``gapfit.structures.neighbors.SkinNeighborList``). Results are the same as without reuse.
+
+    Thread safety: one calculator may be shared by several threads (e.g. several
+    ``Atoms`` with the same calculator, each in a ``threading.Thread``). A lock held
+    for the whole of ``get_property`` (the check of what changed, ``calculate`` and the
+    read of the result) makes the calls take turns, so each thread gets the results of
+    its own structure; they do not run in parallel. For parallel work give each thread
+    its own calculator (``GAPCalculator(model)`` is cheap; the model can be shared).
     """
 
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
@@ -31,8 +40,26 @@ class GAPCalculator(Calculator):
         self.uncertainty = uncertainty
         self.skin = skin
         self._predictor = None
+        self._lock = threading.RLock()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_lock", None)  # a lock cannot be pickled or copied
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        with self._lock:
+            return super().get_property(name, atoms, allow_calculation)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        with self._lock:
+            self._calculate(atoms, properties, system_changes)
+
+    def _calculate(self, atoms, properties, system_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         if self._predictor is None or not self._predictor.is_current(self.model):

@@ -188,7 +188,8 @@ def check_labels(atoms_list, need_forces=True):
         if problem:
             raise ValueError(f"configuration {index}: energy is {problem}")
         if forces is None and need_forces:
-            raise ValueError(f"configuration {index}: {_missing(atoms, 'forces')}")
+            raise ValueError(f"configuration {index}: {_missing(atoms, 'forces')}; to fit without "
+                             "forces use --no-forces (fit_forces = false, GAP(fit_forces=False))")
         if forces is not None:
             _check_forces(index, atoms, forces)
         if stress is not None:

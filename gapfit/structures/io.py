@@ -121,24 +121,71 @@ def _file_position(path, index, position, format):
             return selection
     elif (selection.step or 1) > 0 and (selection.start or 0) >= 0:
         return (selection.start or 0) + position * (selection.step or 1)
-    count = len(ase.io.read(path, index=":", format=format))  # negative indices only
+    count = len(ase.io.read(path, index=":", format=format, do_not_split_by_at_sign=True))
     return range(count)[selection] if isinstance(selection, int) else range(count)[selection][position]
 
 
-def read(path, index=":", energy_key=None, forces_key=None, stress_key=None, virial_key=None,
+def split_selection(path):
+    """(file name, index or None) of a path in ASE's ``file.xyz@:5`` syntax.
+
+    The text after the last ``@`` of the file's name is an index or slice ("3", ":5",
+    "10:20:2", "-1"); without ``@`` (or when a file of that very name exists) the index
+    is None. An ``@`` followed by anything else is a ValueError naming the path.
+    """
+    text = str(path)
+    if "@" not in Path(text).name or Path(text).exists():
+        return text, None
+    name, _, index = text.rpartition("@")
+    try:
+        if isinstance(string2index(index), str):  # ASE's database accessors are not indices
+            raise ValueError(index)
+    except ValueError:
+        raise ValueError(f"{text}: {index!r} after '@' is not a configuration index or slice "
+                         "(ASE's syntax: file.xyz@:5, file.xyz@10:20, file.xyz@-1)") from None
+    return name, index
+
+
+def selected_positions(count, index):
+    """Positions in a file of ``count`` configurations that ``index`` (as ``read`` takes it) selects,
+    as a range."""
+    selection = string2index(index) if isinstance(index, str) else index
+    if isinstance(selection, slice):
+        return range(count)[selection]
+    position = range(count)[selection]  # IndexError when out of range
+    return range(position, position + 1)
+
+
+def is_mlearn_file(path, format=None):
+    """True if ``format`` is "mlearn", or it is None and ``path`` is a .json file holding a list."""
+    if format is not None:
+        return format == "mlearn"
+    if not str(path).lower().endswith(".json"):
+        return False
+    try:
+        with open(path) as stream:
+            start = stream.read(4096).lstrip()
+    except (OSError, UnicodeDecodeError):
+        return True  # let read_mlearn report the problem
+    return not start.startswith("{")  # an ASE database is a JSON object, mlearn a list
+
+
+def read(path, index=None, energy_key=None, forces_key=None, stress_key=None, virial_key=None,
          format=None):
-    """Structures of any ASE-readable file (extended XYZ first of all) with their reference labels.
+    """Structures of any ASE-readable file (extended XYZ first of all) or mlearn JSON with their
+    reference labels. The one reader of every gapfit command.
 
     Parameters
     ----------
-    path : str or Path.
-    index : which configurations, as in ``ase.io.read`` (":" all, "10:20", 3, ...).
+    path : str or Path; ASE's ``file.xyz@:5`` syntax selects configurations (``split_selection``).
+    index : which configurations, as in ``ase.io.read`` (":" all, "10:20", 3, ...); default all,
+        or those after ``@`` in ``path`` (give one or the other).
     energy_key : name of the total energy (eV) in the comment line, e.g. "dft_energy".
     forces_key : name of the per-atom force column (eV/Å), e.g. "dft_forces".
     stress_key : name of the stress (eV/Å³, ASE sign; 6 Voigt numbers, 9 or 3×3).
     virial_key : name of the virial (eV; 3×3, 9, or 6 in Voigt order xx yy zz yz xz xy),
         converted to stress = -virial / volume. Give stress_key or virial_key, not both.
-    format : ASE format name, or None to guess from the file name.
+    format : ASE format name, "mlearn" (``read_mlearn``), or None to guess from the file name
+        (a .json file holding a list is mlearn JSON).
 
     A key left as None means the standard name ("energy", "forces", "stress", else
     "virial") and is optional; a key given explicitly must be present in every
@@ -152,8 +199,27 @@ def read(path, index=":", energy_key=None, forces_key=None, stress_key=None, vir
     """
     if stress_key is not None and virial_key is not None:
         raise ValueError("give stress_key or virial_key, not both")
+    path, selected = split_selection(path)
+    if selected is not None and index is not None:
+        raise ValueError(f"{path}@{selected}: configurations chosen twice (after '@' and as index "
+                         f"{index!r}); give one")
+    index = selected if selected is not None else (":" if index is None else index)
+    if is_mlearn_file(path, format):
+        structures = read_mlearn(path)
+        try:
+            positions = selected_positions(len(structures), index)
+        except IndexError:
+            raise ValueError(f"{path}: index {index!r} is out of range ({len(structures)} "
+                             "configurations)") from None
+        return [structures[i] for i in positions]
+    selection = string2index(index) if isinstance(index, str) else index
+    backward = isinstance(selection, slice) and (selection.step or 1) < 0
     try:
-        structures = ase.io.read(path, index=index, format=format)
+        # ASE gives nothing for most backward slices ("19:13:-3"): read all and select here
+        structures = ase.io.read(path, index=":" if backward else index, format=format,
+                                 do_not_split_by_at_sign=True)
+        if backward:
+            structures = [structures[i] for i in selected_positions(len(structures), selection)]
     except (FileNotFoundError, IsADirectoryError):
         raise
     except Exception as error:  # ASE raises many kinds for a malformed file
