@@ -22,7 +22,6 @@ with a one-line :class:`QuipModelError` naming the construct and the file.
 import hashlib
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from ..structures.atomic_files import write_bytes_atomically
 from .model_file import ModelFileError
 
 __all__ = [
@@ -433,22 +433,6 @@ def _coordinate_xml(coordinate, sparse_filename, md5sum):
     return lines
 
 
-def _atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def write_gap_xml(model, path):
     """Write a :class:`QuipModel` as a gap_fit XML file plus its sparseX files.
 
@@ -500,6 +484,6 @@ def write_gap_xml(model, path):
         lines.append(f"  <command_line><![CDATA[{command}]]></command_line>")
     lines += ["</GAP_params>", f"</{label}>", ""]
     for sparse_path, text in sparse_files:
-        _atomic_write(sparse_path, text)
-    _atomic_write(path, "\n".join(lines).encode())
+        write_bytes_atomically(sparse_path, text)
+    write_bytes_atomically(path, "\n".join(lines).encode())
     return path
