@@ -20,7 +20,6 @@ whose potential is a plain ``IP GAP`` without a core potential.  Anything else i
 with a one-line :class:`QuipModelError` naming the construct and the file.
 """
 import hashlib
-import os
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
