@@ -353,6 +353,8 @@ def command_fit(args):
     check_writable(settings["output"])  # before any work, so a fit is never lost to a bad path
     model = fit_from_settings(settings, verbose=show_progress(args.quiet))
     model.set_params(verbose=False)
+    if hasattr(model, "recipe_"):
+        print(model.recipe_.format_table())
     _save_or_keep(model, settings["output"])
     log.info("model written to %s", settings["output"])
     if settings.get("validate"):

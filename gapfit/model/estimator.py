@@ -149,11 +149,11 @@ class GAP(BaseEstimator):
         if self.optimize_hyperparameters or self.terms is None:
             self._optimize_hyperparameters(chunks)
         if self.terms is None:
-            self.recipe_.final_md_us_per_atom = self._md_microseconds_per_atom(chunks[0].load())
+            self.recipe_.final_md_us_per_atom = self.md_microseconds_per_atom(chunks[0].load())
             self.recipe_.seconds = time.perf_counter() - started
             logger.info("%s", self.recipe_.format_table())
 
-    def _md_microseconds_per_atom(self, structures):
+    def md_microseconds_per_atom(self, structures):
         """Best of three energy+forces+stress calls on the largest of ``structures`` (µs/atom)."""
         atoms = max(structures, key=len)
         predictor = StructurePredictor.from_model(self)
