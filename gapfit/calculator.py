@@ -1,9 +1,13 @@
 """ASE calculator around a fitted GAP: energy, free_energy, energies, forces, stress."""
+import logging
+
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from sklearn.utils.validation import check_is_fitted
 
 from .checks import check_structures
 from .prediction import StructurePredictor
+
+logger = logging.getLogger(__name__)
 
 # changes after which the structure is checked again (geometry and species)
 _STRUCTURAL_CHANGES = {"numbers", "cell", "pbc"}
@@ -20,6 +24,10 @@ class GAPCalculator(Calculator):
     at the model's cutoff + skin and reused, with only its pair vectors recomputed, until
     an atom has moved more than skin / 2 or the cell, periodicity or species change
     (``gapfit.neighbors.SkinNeighborList``). Results are the same as without reuse.
+
+    Two atoms closer than the shortest distance of their species pair in the training data
+    (``GAP.shortest_distances_``) are outside what the model learnt: a warning through
+    ``logging`` names the pair, once per calculator and chemical formula.
     """
 
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
@@ -31,6 +39,7 @@ class GAPCalculator(Calculator):
         self.skin = skin
         self._posterior = None
         self._predictor = None
+        self._warned_formulas = set()
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -43,6 +52,8 @@ class GAPCalculator(Calculator):
             # overlapping atoms are caught on every call by the predictor itself
             check_structures([atoms], species=self.model.species_, min_distance=None)
         prediction = self._predictor.predict(atoms)
+        if prediction.contact is not None:
+            self._warn_extrapolation(atoms, prediction.contact)
         self.results = {
             "energy": prediction.energy,
             "free_energy": prediction.energy,
@@ -57,6 +68,18 @@ class GAPCalculator(Calculator):
                 "stress needs a structure periodic in all three directions")
         if self.uncertainty:
             self._add_uncertainty(atoms)
+
+    def _warn_extrapolation(self, atoms, contact):
+        formula = atoms.get_chemical_formula()
+        if formula in self._warned_formulas:
+            return
+        self._warned_formulas.add(formula)
+        baseline = ("the ZBL repulsion baseline holds them apart" if self._predictor.baseline
+                    is not None else "the model has no repulsion baseline (repulsion=None)")
+        logger.warning("%s: atoms %d and %d are %.3f Å apart, closer than the shortest %s distance "
+                       "in the training data (%.3f Å): the model is extrapolating and %s "
+                       "(reported once per calculator and formula)", formula, contact.atom_i,
+                       contact.atom_j, contact.distance, contact.symbols, contact.shortest, baseline)
 
     def _add_uncertainty(self, atoms):
         from .variance import Posterior, structure_variance

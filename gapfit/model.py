@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import gp, training
+from .baselines import complete_shortest, make_repulsion, merge_shortest
 from .assembly import column_offsets, predict_structure
 from .checks import check_structures
 from .memory import PeakMemory
@@ -58,6 +59,15 @@ class GAP(BaseEstimator):
         the log marginal likelihood, each within a factor F (True: 10) of its
         start (``gapfit.hyperparameters``). The settings stay unchanged; the
         fitted terms_ carry the new deltas and ``sigma_scales_`` the factors.
+    repulsion : "zbl" (default), a ``gapfit.baselines.ZBL`` with its own settings, or None:
+        a fixed screened-Coulomb (ZBL) pair repulsion switched off at the shortest distance
+        of each species pair in the training data (``shortest_distances_``), so it is zero
+        where the data are; the terms fit the labels minus it and predictions add it back.
+        It holds atoms apart where there are no data (``repulsion_`` is the fitted one).
+
+    ``shortest_distances_`` : {(Z_i, Z_j): Å}, the shortest distance of every species pair
+    in the training data (5 Å where a pair is never closer than that); the calculator
+    warns when it meets closer pairs.
 
     ``fit`` takes a list of Atoms, or file names (str/Path or a list of
     them) that the workers read themselves with ``read_options``.
@@ -72,7 +82,7 @@ class GAP(BaseEstimator):
                  config_type_sigma=None, e0="average", fit_forces=True, fit_virial=True,
                  sparse_jitter=1e-8, chunk_atoms=512, n_jobs=None, backend=None,
                  read_options=None, random_state=None, verbose=False,
-                 optimize_hyperparameters=False):
+                 optimize_hyperparameters=False, repulsion="zbl"):
         self.terms = terms
         self.energy_sigma = energy_sigma
         self.force_sigma = force_sigma
@@ -89,6 +99,7 @@ class GAP(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.optimize_hyperparameters = optimize_hyperparameters
+        self.repulsion = repulsion
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -115,12 +126,17 @@ class GAP(BaseEstimator):
         surveys = self._map(partial(training.survey, need_forces=self.fit_forces), chunks, "checking")
         self.species_ = sorted(set().union(*(s.species for s in surveys)))
         self.e0_ = self._fit_e0(surveys)
+        found = {}
+        for s in surveys:
+            found = merge_shortest(found, s.shortest)
+        self.shortest_distances_ = complete_shortest(found, self.species_)
+        self.repulsion_ = make_repulsion(self.repulsion, self.shortest_distances_)
         self.terms_ = [clone(term).build(self.species_) for term in (self.terms or default_terms())]
         self._choose_sparse_points(chunks)
         settings = training.TargetSettings(
             e0=self.e0_, sigmas=(self.energy_sigma, self.force_sigma, self.virial_sigma),
             config_type_sigma=self.config_type_sigma, fit_forces=self.fit_forces,
-            fit_virial=self.fit_virial)
+            fit_virial=self.fit_virial, baseline=getattr(self, "repulsion_", None))
         self.data_factors_ = self._map_reduce(partial(training.factors, self.terms_, settings),
                                               training.combine_factors, chunks, "assembling")
         prior = gp.prior_factor(self._sparse_covariance(), self.sparse_jitter)
@@ -145,7 +161,7 @@ class GAP(BaseEstimator):
         settings = training.TargetSettings(
             e0=self.e0_, sigmas=(self.energy_sigma, self.force_sigma, self.virial_sigma),
             config_type_sigma=self.config_type_sigma, fit_forces=self.fit_forces,
-            fit_virial=self.fit_virial)
+            fit_virial=self.fit_virial, baseline=getattr(self, "repulsion_", None))
         pieces = self._map(partial(training.factors, self.terms_, settings), chunks, "updating")
         pieces = [{kind: factor / scales.get(kind, 1.0) for kind, factor in piece.items()}
                   for piece in pieces]
@@ -254,7 +270,8 @@ class GAP(BaseEstimator):
     def predict_structure(self, atoms):
         """Prediction (local energies eV, forces eV/Å, virial eV) of one Atoms."""
         e0 = np.array([self.e0_[int(z)] for z in atoms.numbers])
-        return predict_structure(self.terms_, self.alpha_, e0, atoms)
+        return predict_structure(self.terms_, self.alpha_, e0, atoms,
+                                 baseline=getattr(self, "repulsion_", None))
 
     def predict(self, X, return_std=False):
         """Total energies (eV), one per configuration of the list X.

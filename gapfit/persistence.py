@@ -40,6 +40,23 @@ def _term_from_record(record):
     return cls(**record["params"])
 
 
+def _repulsion_record(setting):
+    """The JSON form of a ``GAP(repulsion=...)`` setting: a name, None, or a ZBL record."""
+    from .baselines import ZBL
+    if isinstance(setting, ZBL):
+        return {"class": "ZBL", "params": setting.get_params(deep=False)}
+    return setting
+
+
+def _repulsion_from_record(record):
+    from .baselines import ZBL
+    if isinstance(record, dict):
+        if record.get("class") != "ZBL":
+            raise ModelFileError(f"unknown repulsion class {record.get('class')!r} in model file")
+        return ZBL(**record["params"])
+    return record
+
+
 def _digest(array):
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
@@ -58,6 +75,7 @@ def _header(model, arrays):
     from . import __version__
     params = model.get_params(deep=False)
     params["terms"] = [_term_record(term) for term in model.terms_]
+    params["repulsion"] = _repulsion_record(params.get("repulsion"))
     if not isinstance(params.get("random_state"), (int, type(None))):
         params["random_state"] = None
     return {
@@ -65,6 +83,8 @@ def _header(model, arrays):
         "settings": params, "species": model.species_, "units": UNITS,
         "e0": {str(z): value for z, value in model.e0_.items()},
         "n_training_structures": model.n_training_structures_,
+        "shortest_distances": [[z_i, z_j, r] for (z_i, z_j), r in
+                               sorted(getattr(model, "shortest_distances_", {}).items())],
         "checksums": {name: _digest(array) for name, array in arrays.items()},
     }
 
@@ -120,6 +140,8 @@ def load_model(path):
             raise ModelFileError(f"{path}: array {name!r} is missing or corrupted (checksum mismatch)")
     settings = dict(header["settings"])
     settings["terms"] = [_term_from_record(record) for record in settings["terms"]]
+    # files written before the repulsion setting existed were fitted without one
+    settings["repulsion"] = _repulsion_from_record(settings.get("repulsion"))
     model = GAP(**settings)
     model.species_ = [int(z) for z in header["species"]]
     model.e0_ = {int(z): float(v) for z, v in header["e0"].items()}
@@ -133,4 +155,11 @@ def load_model(path):
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]
+    from .baselines import make_repulsion
+    model.shortest_distances_ = {(int(z_i), int(z_j)): float(r)
+                                 for z_i, z_j, r in header.get("shortest_distances", [])}
+    if model.repulsion is not None and not model.shortest_distances_:
+        raise ModelFileError(f"{path}: the model has a repulsion baseline but no shortest "
+                             "training distances")
+    model.repulsion_ = make_repulsion(model.repulsion, model.shortest_distances_)
     return model
