@@ -205,11 +205,13 @@ class ZBL(BaseEstimator):
 
 def make_repulsion(setting, shortest):
     """The fitted baseline of a ``GAP(repulsion=...)`` setting: "zbl" (``ZBL()``), a ``ZBL``
-    (cloned) or None / False (no baseline, returns None). shortest : {(Z_i, Z_j): Å}."""
-    if setting is None or setting is False:
+    (cloned), or None / False / "none" (no baseline, returns None; a TOML settings file has
+    no None: ``repulsion = false``). shortest : {(Z_i, Z_j): Å}."""
+    if setting is None or setting is False or (isinstance(setting, str) and setting.lower() == "none"):
         return None
     if isinstance(setting, str) and setting.lower() == "zbl":
         return ZBL().build(shortest)
     if isinstance(setting, ZBL):
         return clone(setting).build(shortest)
-    raise ValueError(f"repulsion must be 'zbl', a gapfit.baselines.ZBL or None, not {setting!r}")
+    raise ValueError(f"repulsion must be 'zbl', a gapfit.ZBL, or None / false / 'none' (off), "
+                     f"not {setting!r}")

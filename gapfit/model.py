@@ -59,7 +59,7 @@ class GAP(BaseEstimator):
         the log marginal likelihood, each within a factor F (True: 10) of its
         start (``gapfit.hyperparameters``). The settings stay unchanged; the
         fitted terms_ carry the new deltas and ``sigma_scales_`` the factors.
-    repulsion : "zbl" (default), a ``gapfit.baselines.ZBL`` with its own settings, or None:
+    repulsion : "zbl" (default), a ``gapfit.ZBL`` with its own settings, or None / False (off):
         a fixed screened-Coulomb (ZBL) pair repulsion switched off at the shortest distance
         of each species pair in the training data (``shortest_distances_``), so it is zero
         where the data are; the terms fit the labels minus it and predictions add it back.

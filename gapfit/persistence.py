@@ -158,8 +158,11 @@ def load_model(path):
     from .baselines import make_repulsion
     model.shortest_distances_ = {(int(z_i), int(z_j)): float(r)
                                  for z_i, z_j, r in header.get("shortest_distances", [])}
-    if model.repulsion is not None and not model.shortest_distances_:
-        raise ModelFileError(f"{path}: the model has a repulsion baseline but no shortest "
-                             "training distances")
-    model.repulsion_ = make_repulsion(model.repulsion, model.shortest_distances_)
+    if not model.shortest_distances_:
+        if model.repulsion not in (None, False, "none"):
+            raise ModelFileError(f"{path}: the model has a repulsion baseline but no shortest "
+                                 "training distances")
+        model.repulsion_ = None
+    else:
+        model.repulsion_ = make_repulsion(model.repulsion, model.shortest_distances_)
     return model
