@@ -13,8 +13,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import gp, training
-from .baselines import complete_shortest, make_repulsion, merge_shortest
 from .assembly import column_offsets, predict_structure
+from .baselines import complete_shortest, make_repulsion, merge_shortest
 from .checks import check_structures
 from .memory import PeakMemory
 from .parallel import map_chunks, map_reduce_chunks
@@ -136,7 +136,7 @@ class GAP(BaseEstimator):
         settings = training.TargetSettings(
             e0=self.e0_, sigmas=(self.energy_sigma, self.force_sigma, self.virial_sigma),
             config_type_sigma=self.config_type_sigma, fit_forces=self.fit_forces,
-            fit_virial=self.fit_virial, baseline=getattr(self, "repulsion_", None))
+            fit_virial=self.fit_virial, baseline=self.repulsion_)
         self.data_factors_ = self._map_reduce(partial(training.factors, self.terms_, settings),
                                               training.combine_factors, chunks, "assembling")
         prior = gp.prior_factor(self._sparse_covariance(), self.sparse_jitter)
