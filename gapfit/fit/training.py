@@ -17,8 +17,9 @@ from ..gp import linalg as gp
 from ..gp import sparse
 from .assembly import design_rows, neighbor_lists
 from ..structures.checks import check_labels, check_structures
-from ..structures.voigt import virial_from_stress
+from ..structures.voigt import virial_from_stress, voigt_from_matrix
 from .noise import NoiseModel, voigt_sigmas
+from .baselines import merge_shortest, shortest_distances
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Survey:
     energies: np.ndarray
     species: set
     single_atom_energies: dict
+    shortest: dict = None  # {(Z_i, Z_j): shortest distance Å} (``baselines.shortest_distances``)
 
 
 def survey(chunk, need_forces=True, species=None):
@@ -98,8 +100,11 @@ def survey(chunk, need_forces=True, species=None):
     except ValueError as error:
         raise _with_index(error, chunk) from None
     single = {int(a.numbers[0]): float(e) for a, e in zip(structures, labels.energies) if len(a) == 1}
+    shortest = {}
+    for atoms in structures:
+        shortest = merge_shortest(shortest, shortest_distances(atoms))
     return Survey(np.array([len(a) for a in structures]), np.asarray(labels.energies, dtype=float),
-                  {int(z) for a in structures for z in a.numbers}, single)
+                  {int(z) for a in structures for z in a.numbers}, single, shortest)
 
 
 def features(terms, chunk):
@@ -152,12 +157,15 @@ def merge_candidate_lists(plans, a, b):
 @dataclass
 class TargetSettings:
     """How labels become weighted targets: e0 per atomic number (eV), the noise model
-    (``gapfit.fit.noise.NoiseModel``) and which kinds of label to fit."""
+    (``gapfit.fit.noise.NoiseModel``), which kinds of label to fit, and the baseline: a
+    fitted fixed baseline (``gapfit.fit.baselines.ZBL``) or None, whose energies, forces and
+    virials are subtracted from the labels, so the terms fit what remains."""
 
     e0: dict
     noise: NoiseModel
     fit_forces: bool = True
     fit_virial: bool = True
+    baseline: object = None
 
     def sigmas_of(self, atoms):
         """(energy eV, force eV/Å, virial eV) sigmas of one configuration."""
@@ -171,10 +179,11 @@ def factors(terms, settings, chunk):
     rows = design_rows(terms, structures)
     e0 = np.array([sum(settings.e0[int(z)] for z in atoms.numbers) for atoms in structures])
     sigmas = np.array([settings.sigmas_of(atoms) for atoms in structures])
-    result = {"energy": gp.weighted_factor(rows.energy, np.asarray(labels.energies) - e0,
+    base = _baseline_labels(settings.baseline, structures)
+    result = {"energy": gp.weighted_factor(rows.energy, np.asarray(labels.energies) - e0 - base[0],
                                            sigmas[:, 0])}
     if settings.fit_forces:
-        forces = np.concatenate([np.asarray(f).reshape(-1) for f in labels.forces])
+        forces = np.concatenate([np.asarray(f).reshape(-1) for f in labels.forces]) - base[1]
         force_sigmas = np.repeat(sigmas[:, 1], [3 * len(a) for a in structures])
         result["forces"] = gp.weighted_factor(rows.forces.reshape(len(forces), -1), forces,
                                               force_sigmas)
@@ -183,11 +192,28 @@ def factors(terms, settings, chunk):
         if with_stress:
             virials = np.concatenate([virial_from_stress(labels.stresses[k],
                                                          structures[k].get_volume())
-                                      for k in with_stress])
+                                      for k in with_stress]) - base[2][with_stress].reshape(-1)
             rows_virial = rows.virial[with_stress].reshape(len(virials), -1)
             result["virial"] = gp.weighted_factor(rows_virial, virials,
                                                   voigt_sigmas(sigmas[with_stress, 2]).reshape(-1))
     return result
+
+
+def _baseline_labels(baseline, structures):
+    """The baseline's (energies (n,) eV, forces (3 N_total,) eV/Å, Voigt virials (n, 6) eV)
+    of the structures; zeros without a baseline."""
+    n_atoms = sum(len(atoms) for atoms in structures)
+    energies, forces = np.zeros(len(structures)), np.zeros((n_atoms, 3))
+    virials = np.zeros((len(structures), 6))
+    if baseline is not None:
+        first = 0
+        for index, atoms in enumerate(structures):
+            local_energies, atom_forces, virial = baseline.predict(atoms)
+            energies[index] = local_energies.sum()
+            forces[first: first + len(atoms)] = atom_forces
+            virials[index] = voigt_from_matrix(virial)
+            first += len(atoms)
+    return energies, forces.reshape(-1), virials
 
 
 def combine_factors(a, b):

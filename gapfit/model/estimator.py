@@ -26,6 +26,7 @@ from ..gp.sparse import finish_selection, plan_selection, pooled_moments
 from . import recipe, stored
 from .model_file import read_model_file, write_model_file
 from ..fit.noise import NoiseModel
+from ..fit.baselines import complete_shortest, make_repulsion, merge_shortest
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,15 @@ class GAP(BaseEstimator):
         start (``gapfit.hyperparameters``). The settings stay unchanged: the fitted
         record holds the result, ``noise_.scales`` the sigma factors and each fitted
         term's ``delta_`` its signal scale.
+    repulsion : "zbl" (default), a ``gapfit.ZBL`` with its own settings, or None / False (off):
+        a fixed screened-Coulomb (ZBL) pair repulsion switched off at the shortest distance
+        of each species pair in the training data (``shortest_distances_``), so it is zero
+        where the data are; the terms fit the labels minus it and predictions add it back.
+        It holds atoms apart where there are no data (``repulsion_`` is the fitted one).
+
+    ``shortest_distances_`` : {(Z_i, Z_j): Å}, the shortest distance of every species pair
+    in the training data (5 Å where a pair is never closer than that); the calculator
+    warns when it meets closer pairs.
 
     ``fit`` takes a list of Atoms, or file names (str/Path or a list of
     them) that the workers read themselves with ``read_options``.
@@ -80,7 +90,8 @@ class GAP(BaseEstimator):
                  config_type_sigma=None, e0="average", fit_forces=True, fit_virial=True,
                  sparse_jitter=1e-8, chunk_atoms=512, n_jobs=None, backend=None,
                  read_options=None, random_state=None, verbose=False,
-                 optimize_hyperparameters=False, prefer="speed", search_time=None):
+                 optimize_hyperparameters=False, prefer="speed", search_time=None,
+                 repulsion="zbl"):
         self.terms = terms
         self.energy_sigma = energy_sigma
         self.force_sigma = force_sigma
@@ -99,6 +110,7 @@ class GAP(BaseEstimator):
         self.optimize_hyperparameters = optimize_hyperparameters
         self.prefer = prefer
         self.search_time = search_time
+        self.repulsion = repulsion
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -131,6 +143,11 @@ class GAP(BaseEstimator):
         self.e0_ = self._fit_e0(surveys)
         self.noise_ = NoiseModel(self.energy_sigma, self.force_sigma, self.virial_sigma,
                                  self.config_type_sigma)
+        found = {}
+        for s in surveys:
+            found = merge_shortest(found, s.shortest)
+        self.shortest_distances_ = complete_shortest(found, self.species_)
+        self.repulsion_ = make_repulsion(self.repulsion, self.shortest_distances_)
         terms = self.terms
         if terms is None:
             terms, self.recipe_ = recipe.search(self, [a for c in chunks for a in c.load()])
@@ -175,10 +192,12 @@ class GAP(BaseEstimator):
         self.hyperparameter_result_ = optimize_with_noise(self, noise, max_factor)
 
     def target_settings(self):
-        """How this fitted model weighs labels: e0, the noise model and the label kinds."""
+        """How this fitted model weighs labels: e0, the noise model, the label kinds and the
+        repulsion baseline the terms do not fit."""
         check_is_fitted(self, "noise_")
         return training.TargetSettings(e0=self.e0_, noise=self.noise_,
-                                       fit_forces=self.fit_forces, fit_virial=self.fit_virial)
+                                       fit_forces=self.fit_forces, fit_virial=self.fit_virial,
+                                       baseline=getattr(self, "repulsion_", None))
 
     def sparse_covariance(self):
         """δ² K_MM of all terms (block diagonal), with the fitted deltas (eV²)."""
@@ -320,7 +339,8 @@ class GAP(BaseEstimator):
     def predict_structure(self, atoms):
         """Prediction (local energies eV, forces eV/Å, virial eV) of one Atoms."""
         e0 = np.array([self.e0_[int(z)] for z in atoms.numbers])
-        return predict_structure(self.terms_, self.alpha_, e0, atoms)
+        return predict_structure(self.terms_, self.alpha_, e0, atoms,
+                                 baseline=getattr(self, "repulsion_", None))
 
     def predict(self, X, return_std=False):
         """Total energies (eV), one per configuration of the list X.

@@ -1,9 +1,26 @@
 """What a model file holds for a GAP: its settings, species, e0, noise model, fitted terms,
 recipe and arrays, and the GAP rebuilt from them (the file format itself is ``model_file``)."""
+from ..fit.baselines import ZBL, make_repulsion
 from ..fit.noise import NoiseModel
 from .model_file import ModelFileError
 from .recipe import RecipeReport
 from .terms import term_class, term_from_record, term_record
+
+
+def repulsion_record(setting):
+    """The JSON form of a ``GAP(repulsion=...)`` setting: a name, None, or a ZBL record."""
+    if isinstance(setting, ZBL):
+        return {"class": "ZBL", "params": setting.get_params(deep=False)}
+    return setting
+
+
+def repulsion_from_record(record):
+    """The ``repulsion`` setting of a ``repulsion_record``."""
+    if isinstance(record, dict):
+        if record.get("class") != "ZBL":
+            raise ModelFileError(f"unknown repulsion class {record.get('class')!r} in model file")
+        return ZBL(**record["params"])
+    return record
 
 
 def model_arrays(model):
@@ -22,6 +39,7 @@ def model_header(model):
     params = model.get_params(deep=False)
     params["terms"] = (None if model.terms is None
                        else [term_record(term) for term in model.terms])
+    params["repulsion"] = repulsion_record(params.get("repulsion"))
     if not isinstance(params.get("random_state"), (int, type(None))):
         params["random_state"] = None
     return {
@@ -32,6 +50,8 @@ def model_header(model):
         "fitted_deltas": [term.delta_ for term in model.terms_],
         "recipe": model.recipe_.to_dict() if hasattr(model, "recipe_") else None,
         "n_training_structures": model.n_training_structures_,
+        "shortest_distances": [[z_i, z_j, r] for (z_i, z_j), r in
+                               sorted(getattr(model, "shortest_distances_", {}).items())],
     }
 
 
@@ -61,6 +81,8 @@ def model_from_file_contents(estimator_class, path, header, arrays):
     check_known_settings(estimator_class, path, header, settings)
     if settings["terms"] is not None:
         settings["terms"] = [term_from_record(record) for record in settings["terms"]]
+    # files written before the repulsion setting existed were fitted without one
+    settings["repulsion"] = repulsion_from_record(settings.get("repulsion"))
     model = estimator_class(**settings)
     model.species_ = [int(z) for z in header["species"]]
     model.e0_ = {int(z): float(v) for z, v in header["e0"].items()}
@@ -85,4 +107,13 @@ def model_from_file_contents(estimator_class, path, header, arrays):
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]
+    model.shortest_distances_ = {(int(z_i), int(z_j)): float(r)
+                                 for z_i, z_j, r in header.get("shortest_distances", [])}
+    if not model.shortest_distances_:
+        if model.repulsion not in (None, False, "none"):
+            raise ModelFileError(f"{path}: the model has a repulsion baseline but no shortest "
+                                 "training distances")
+        model.repulsion_ = None
+    else:
+        model.repulsion_ = make_repulsion(model.repulsion, model.shortest_distances_)
     return model

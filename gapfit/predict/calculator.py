@@ -1,4 +1,5 @@
 """ASE calculator around a fitted GAP: energy, free_energy, energies, forces, stress."""
+import logging
 import threading
 
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
@@ -7,6 +8,8 @@ from sklearn.utils.validation import check_is_fitted
 from ..structures.checks import check_structures
 from .predictor import StructurePredictor
 from ..structures.voigt import stress_from_virial
+
+logger = logging.getLogger(__name__)
 
 # changes after which the structure is checked again (geometry and species)
 _STRUCTURAL_CHANGES = {"numbers", "cell", "pbc"}
@@ -30,6 +33,10 @@ class GAPCalculator(Calculator):
     read of the result) makes the calls take turns, so each thread gets the results of
     its own structure; they do not run in parallel. For parallel work give each thread
     its own calculator (``GAPCalculator(model)`` is cheap; the model can be shared).
+
+    Two atoms closer than the shortest distance of their species pair in the training data
+    (``GAP.shortest_distances_``) are outside what the model learnt: a warning through
+    ``logging`` names the pair, once per calculator and chemical formula.
     """
 
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
@@ -40,6 +47,7 @@ class GAPCalculator(Calculator):
         self.uncertainty = uncertainty
         self.skin = skin
         self._predictor = None
+        self._warned_formulas = set()
         self._lock = threading.RLock()
 
     def __getstate__(self):
@@ -70,6 +78,8 @@ class GAPCalculator(Calculator):
             # overlapping atoms are caught on every call by the predictor itself
             check_structures([atoms], species=self.model.species_, min_distance=None)
         prediction = self._predictor.predict(atoms)
+        if prediction.contact is not None:
+            self._warn_extrapolation(atoms, prediction.contact)
         self.results = {
             "energy": prediction.energy,
             "free_energy": prediction.energy,
@@ -83,6 +93,18 @@ class GAPCalculator(Calculator):
                 "stress needs a structure periodic in all three directions")
         if self.uncertainty:
             self._add_uncertainty(atoms)
+
+    def _warn_extrapolation(self, atoms, contact):
+        formula = atoms.get_chemical_formula()
+        if formula in self._warned_formulas:
+            return
+        self._warned_formulas.add(formula)
+        baseline = ("the ZBL repulsion baseline holds them apart" if self._predictor.baseline
+                    is not None else "the model has no repulsion baseline (repulsion=None)")
+        logger.warning("%s: atoms %d and %d are %.3f Å apart, closer than the shortest %s distance "
+                       "in the training data (%.3f Å): the model is extrapolating and %s "
+                       "(reported once per calculator and formula)", formula, contact.atom_i,
+                       contact.atom_j, contact.distance, contact.symbols, contact.shortest, baseline)
 
     def _add_uncertainty(self, atoms):
         result = self.model.predict_variances([atoms])[0]

@@ -33,6 +33,7 @@ class Prediction:
     local_energies: np.ndarray
     forces: np.ndarray
     virial: np.ndarray
+    contact: object = None  # ``baselines.Contact`` closer than the training data, if checked
 
     @property
     def energy(self):
@@ -155,13 +156,18 @@ class StructurePredictor:
     e0 : {atomic number: isolated-atom energy eV} or None (then pass e0_per_atom).
     skin : Å, or None. With a skin, one ``SkinNeighborList`` is kept and reused across
         calls (MD); without, every call searches its neighbours afresh.
+    baseline : a fitted fixed baseline added to the terms (``gapfit.baselines.ZBL``) or None.
+    contacts : a ``gapfit.baselines.ContactCheck`` or None; with one, each Prediction's
+        ``contact`` names the pair most closer than the training data (or is None).
     """
 
-    def __init__(self, terms, alpha, e0=None, skin=None):
+    def __init__(self, terms, alpha, e0=None, skin=None, baseline=None, contacts=None):
         self.terms = terms
         self.alpha = alpha
         self.e0 = e0
         self.skin = skin
+        self.baseline = baseline
+        self.contacts = contacts
         self._deltas = [term.delta_ for term in terms]
         self._e0_by_number = np.zeros(119)
         for number, energy in (e0 or {}).items():
@@ -170,17 +176,26 @@ class StructurePredictor:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.term_predictors = [TermPredictor(term, alpha[start:stop])
                                 for term, start, stop in zip(terms, offsets[:-1], offsets[1:])]
-        self.cutoff = max(term.neighbor_cutoff for term in terms)
+        self.cutoff = max([term.neighbor_cutoff for term in terms]
+                          + ([baseline.cutoff] if baseline is not None else [])
+                          + ([max(contacts.shortest.values())] if contacts is not None else []))
         self.neighbor_list = SkinNeighborList(self.cutoff, skin) if skin is not None else None
 
     @classmethod
     def from_model(cls, model, skin=None):
-        return cls(model.terms_, model.alpha_, model.e0_, skin)
+        shortest = getattr(model, "shortest_distances_", None)
+        contacts = None
+        if shortest:
+            from ..fit.baselines import ContactCheck
+            contacts = ContactCheck(shortest)
+        return cls(model.terms_, model.alpha_, model.e0_, skin,
+                   baseline=getattr(model, "repulsion_", None), contacts=contacts)
 
     def is_current(self, model):
         """True while ``model`` still holds the terms, coefficients and deltas used here."""
         return (getattr(model, "alpha_", None) is self.alpha
                 and getattr(model, "terms_", None) is self.terms
+                and getattr(model, "repulsion_", None) is self.baseline
                 and [term.delta_ for term in self.terms] == self._deltas)
 
     def _neighbors(self, atoms):
@@ -207,7 +222,12 @@ class StructurePredictor:
         with _threads_for(n_atoms):
             for term_predictor in self.term_predictors:
                 term_predictor.add_to(atoms, neighbor_list, local_energies, forces, virial)
-        return Prediction(local_energies, forces, 0.5 * (virial + virial.T))
+            if self.baseline is not None:
+                self.baseline.add_to(atoms, neighbor_list, local_energies, forces, virial)
+        prediction = Prediction(local_energies, forces, 0.5 * (virial + virial.T))
+        if self.contacts is not None:
+            prediction.contact = self.contacts.closest_below(atoms, neighbor_list)
+        return prediction
 
 
 @contextmanager
@@ -221,9 +241,9 @@ def _threads_for(n_atoms):
         yield
 
 
-def predict_structure(terms, alpha, e0_per_atom, atoms):
+def predict_structure(terms, alpha, e0_per_atom, atoms, baseline=None):
     """Local energies, forces and virial of ``atoms`` for coefficients ``alpha``.
 
-    e0_per_atom : (n_atoms,) isolated-atom energies in eV.
+    e0_per_atom : (n_atoms,) isolated-atom energies in eV; baseline : see StructurePredictor.
     """
-    return StructurePredictor(terms, alpha).predict(atoms, e0_per_atom)
+    return StructurePredictor(terms, alpha, baseline=baseline).predict(atoms, e0_per_atom)
