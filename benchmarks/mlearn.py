@@ -1,6 +1,6 @@
 """Fit GAP recipes on the mlearn Mo and Si training sets; print test errors, fit time, peak memory.
 
-    python benchmarks/mlearn.py                          # Mo and Si: gapfit.GAP() (recipe chosen
+    python benchmarks/mlearn.py                          # Mo and Si: gapfit.GAP(recipe="search") (recipe chosen
                                                          # from the data) and the fixed 0.1 recipe
     python benchmarks/mlearn.py --recipes acsf           # 2-body + ACSF with its default settings
     python benchmarks/mlearn.py --recipes soap_cosine    # SOAP with GAP's cosine cutoff weighting
@@ -8,7 +8,7 @@
     python benchmarks/mlearn.py --elements Mo --recipes acsf --json mlearn.json
     python benchmarks/mlearn.py --save-dir models/       # also write the fitted models
 
-Recipes: ``auto`` = ``gapfit.GAP()`` (terms=None: the recipe search of ``gapfit.model.recipe``
+Recipes: ``auto`` = ``gapfit.GAP(recipe="search")`` (terms=None: the recipe search of ``gapfit.model.recipe``
 chooses the terms and the sigmas/deltas from the training data), ``soap`` = TwoBody() + SOAP()
 (the fixed default of gapfit 0.1), ``soap_cosine`` = TwoBody() + SOAP(weighting="cosine"),
 ``acsf`` = TwoBody() + ACSF(), all settings default except n_sparse (``--n-sparse``, the
@@ -45,7 +45,7 @@ ACSF_FORCE_RATIO_LIMIT = 2.0
 def build_model(descriptor, n_sparse, random_state=0):
     import gapfit
     if descriptor == "auto":
-        return gapfit.GAP(random_state=random_state)
+        return gapfit.GAP(random_state=random_state, recipe="search")
     if descriptor in ("soap", "soap_cosine"):
         weighting = "cosine" if descriptor == "soap_cosine" else "poly"
         return gapfit.GAP(terms=[gapfit.TwoBody(), gapfit.SOAP(n_sparse=n_sparse, weighting=weighting)],

@@ -15,7 +15,7 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
 import gapfit
-from gapfit import training
+from gapfit.fit import training
 from gapfit.fit.baselines import ZBL, complete_shortest, merge_shortest
 from conftest import finite_difference_forces, finite_difference_stress, make_cu_structures
 

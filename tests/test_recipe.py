@@ -21,7 +21,7 @@ def split():
 @pytest.fixture(scope="module")
 def searched(split):
     train, _ = split
-    return gapfit.GAP(random_state=0).fit(train)
+    return gapfit.GAP(random_state=0, recipe="search").fit(train)
 
 
 def test_search_is_deterministic_and_never_reads_the_test_split(split, searched):
@@ -30,7 +30,7 @@ def test_search_is_deterministic_and_never_reads_the_test_split(split, searched)
     for atoms in test:
         atoms.calc.results["energy"] *= -1000.0
         atoms.calc.results["forces"] = -atoms.calc.results["forces"] * 50.0
-    again = gapfit.GAP(random_state=0).fit(train)
+    again = gapfit.GAP(random_state=0, recipe="search").fit(train)
     assert again.recipe_.chosen == searched.recipe_.chosen
     assert [c.log_evidence_per_row for c in again.recipe_.candidates] == \
         [c.log_evidence_per_row for c in searched.recipe_.candidates]
@@ -55,7 +55,7 @@ def test_the_choice_is_the_best_allowed_evidence(searched):
 def test_a_budget_too_small_still_fits_with_a_warning(split):
     train, test = split
     with pytest.warns(UserWarning, match="time budget"):
-        model = gapfit.GAP(random_state=0, search_time=0.0).fit(train)
+        model = gapfit.GAP(random_state=0, recipe="search", search_time=0.0).fit(train)
     assert model.recipe_.chosen == model.recipe_.candidates[0].name
     assert sum(np.isfinite(c.log_evidence_per_row) for c in model.recipe_.candidates) == 1
     assert np.all(np.isfinite(model.predict(test)))
@@ -88,7 +88,7 @@ def test_candidates_follow_the_datas_length_scale():
 def test_an_unknown_preference_is_refused(split):
     train, _ = split
     with pytest.raises(ValueError, match="prefer"):
-        gapfit.GAP(prefer="fast").fit(train)
+        gapfit.GAP(prefer="fast", recipe="search").fit(train)
 
 
 def test_explicit_terms_skip_the_search(split):

@@ -1,6 +1,6 @@
 """The recipe chosen from the data: candidate term sets screened by their evidence on a subset.
 
-``GAP(terms=None)`` fits whatever recipe the training data themselves prefer. Candidates are
+``GAP(recipe="search")`` (with no terms) fits whatever recipe the training data prefer. Candidates are
 built from the data's own length scale (the median nearest-neighbour distance d₁, so no table
 of per-element settings exists anywhere) and from the species present: a 2-body term over every
 species pair plus SOAP with species channels, with cutoffs at fixed multiples of d₁, two
@@ -169,7 +169,7 @@ def _screened(model, terms, subset):
     small = [clone(term).set_params(n_sparse=min(term.n_sparse, SCREEN_SPARSE))
              if isinstance(term, SOAP) else clone(term) for term in terms]
     trial = clone(model).set_params(terms=small, optimize_hyperparameters=True, verbose=False,
-                                    search_time=None)
+                                    search_time=None, recipe="fixed")
     trial.fit(subset)
     result = trial.hyperparameter_result_
     return result["log_marginal_likelihood_after"] / result["n_rows"], dict(trial.noise_.scales)

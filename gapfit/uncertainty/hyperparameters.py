@@ -156,8 +156,10 @@ def apply_scales(model, evidence, log_scales):
 
 
 def optimize_with_noise(model, noise, max_factor=10.0, optimize_sigmas=True, optimize_deltas=True,
-                        step=1e-4):
+                        step=1e-4, fixed=()):
     """Maximise log p(y) over log scale factors bounded by ±log(max_factor); update the model.
+
+    fixed : parameter names (``MarginalLikelihood.names``, e.g. "sigma_energy") held at 1.
 
     L-BFGS-B with central-difference gradients (2 evaluations per parameter each). Returns
     a dict: names, scale factors, log p(y) before and after, number of evaluations.
@@ -167,6 +169,7 @@ def optimize_with_noise(model, noise, max_factor=10.0, optimize_sigmas=True, opt
     evidence = MarginalLikelihood(model, noise)
     free = np.array([optimize_sigmas] * len(evidence.kinds)
                     + [optimize_deltas] * len(model.terms_), dtype=bool)
+    free &= np.array([name not in fixed for name in evidence.names], dtype=bool)
     n_rows = evidence.n_rows.sum()
     evaluations = [0]
 
