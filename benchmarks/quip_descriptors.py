@@ -8,7 +8,8 @@ n_max 8, l_max 6, atom_sigma 0.5 Å (the ANCHORS recipe), default QUIP settings 
 Rows: gapfit features only, features with pair gradients, backward (∂E/∂q → ∂E/∂pair
 vector, the MD path: features + backward), and quippy ``Descriptor.calc`` without and
 with gradients on the same structure. The largest difference between the two codes'
-features and gradients is printed too. Neighbour-list time is included for both.
+features and gradients is printed too. Neighbour-list time is included for both. Times are
+CPU seconds of this process (both codes on one thread), robust to a busy machine.
 """
 import argparse
 import time
@@ -38,13 +39,16 @@ def limit_threads(threads):
 
 
 def per_atom(call, n_atoms, repeats):
-    """Best-of-repeats wall time of call() in µs per atom (after one warm-up call)."""
+    """Best-of-repeats CPU time of call() in µs per atom (after one warm-up call).
+
+    CPU time of this process (one thread each), not wall time: on a shared machine the
+    wall time mostly measures the other processes."""
     call()
     best = np.inf
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         call()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best / n_atoms * 1e6
 
 
@@ -104,14 +108,14 @@ def main():
         t_back = per_atom(backward, n, args.repeats)
         row = f"{n:>6} {t_q:>9.1f} {t_grad:>9.1f} {t_back:>9.1f} {t_q + t_back:>10.1f}"
         if reference is not None:
-            quip_q = per_atom(lambda: reference.calc(atoms), n, 1)
-            quip_grad = per_atom(lambda: reference.calc(atoms, grad=True), n, 1)
+            quip_q = per_atom(lambda: reference.calc(atoms), n, 2)
+            quip_grad = per_atom(lambda: reference.calc(atoms, grad=True), n, 2)
             errors = largest_differences(descriptor, atoms, reference) if n <= 256 else None
             diff = "" if errors is None else f"{errors[0]:.1e} / {errors[1]:.1e}"
             row += (f" {quip_q:>9.1f} {quip_grad:>9.1f} {t_grad / quip_grad:>10.3f}"
                     f" {diff:>20}")
         print(row)
-    print("µs per atom (best of repeats); 'grad ratio' = gapfit q+grad / quippy q+grad")
+    print("CPU µs per atom (best of repeats); 'grad ratio' = gapfit q+grad / quippy q+grad")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Against quippy's ``Descriptor`` as a black box (skipped without quippy-ase) and,
 quippy, against finite differences (positions and strain), slow references and the
 contraction of the pair gradients.
 """
+import re
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -17,7 +19,12 @@ from gapfit.descriptors.quip_angle import QuipAngle3bDescriptor
 from gapfit.descriptors.quip_pair import QuipDistance2bDescriptor
 from gapfit.descriptors.quip_soap import (QuipSOAPDescriptor, gaussian_centres,
                                           gaussian_overlap)
+<<<<<<< HEAD
 from gapfit.structures.neighbors import build_neighbor_list
+=======
+from gapfit.descriptors.quip_strings import descriptor_from_quip_string
+from gapfit.structures.neighbors import build_neighbor_list
+>>>>>>> quipdesc
 
 RTOL = 1e-8
 
@@ -351,3 +358,56 @@ def test_angle_3b_equals_quippy(name, make_atoms, settings):
                                       gradients=True)
     _compare_tables(_mine_per_environment(environments, 2),
                     _quippy_rows_per_descriptor(result, atoms, 3))
+
+
+QUIP_STRINGS = [
+    ("soap cutoff=5.0 n_max=4 l_max=3 atom_sigma=0.5 n_species=2 species_Z={13 22} Z=13 "
+     "n_sparse=100 delta=0.1 covariance_type=dot_product zeta=4 add_species=F", _al_ti),
+    ("soap cutoff=4 cutoff_transition_width=1.0 n_max=3 l_max=2 atom_gaussian_width=0.4 "
+     "central_weight=0.5 covariance_sigma0=0.1 normalise=F xml_version=1426512068",
+     _water_like),
+    ("distance_2b cutoff=4.0 cutoff_transition_width=0.8 Z1=8 Z2=1 covariance_type=ard_se "
+     "theta_uniform=1.0 n_sparse=20", _water_like),
+    ("angle_3b cutoff=3.5 Z=8 Z1=1 Z2=8 delta=0.1", _water_like),
+]
+
+
+@pytest.mark.parametrize("string, make_atoms", QUIP_STRINGS, ids=[s[0].split()[0] + str(i)
+                                                                  for i, s in enumerate(QUIP_STRINGS)])
+def test_descriptor_from_quip_string_equals_quippy(string, make_atoms):
+    atoms = make_atoms()
+    descriptor = descriptor_from_quip_string(string)
+    reference = _quippy_descriptor(string.split(" n_sparse")[0].split(" covariance_type")[0]
+                                   .split(" delta")[0])
+    result = reference.calc(atoms)
+    environments = descriptor.compute(atoms, build_neighbor_list(atoms, descriptor.cutoff))
+    assert environments.n_envs == len(result["data"])
+    # the same multiset of descriptor vectors (2b/3b come in a different order)
+    ours = environments.features[np.lexsort(environments.features.T[::-1])]
+    theirs = result["data"][np.lexsort(result["data"].T[::-1])]
+    np.testing.assert_allclose(ours, theirs, rtol=RTOL, atol=RTOL * np.abs(theirs).max())
+
+
+def test_quip_string_round_trip():
+    for descriptor in (QuipSOAPDescriptor([8, 1], 4.0, 3, 2, 0.45, cutoff_transition_width=0.7,
+                                          central_weight=0.2, covariance_sigma0=0.1, Z=8,
+                                          normalise=False),
+                       QuipDistance2bDescriptor(4.5, 0.3, Z1=13, Z2=22),
+                       QuipAngle3bDescriptor(3.0, 0.2, Z=22, Z1=13)):
+        again = descriptor_from_quip_string(descriptor.quip_string())
+        assert type(again) is type(descriptor)
+        assert again.quip_string() == descriptor.quip_string()
+
+
+@pytest.mark.parametrize("string, message", [
+    ("soap_turbo l_max=8 alpha_max={8} rcut_hard=5", "descriptor 'soap_turbo' is not supported"),
+    ("soap cutoff=5 n_max=4 l_max=3 atom_sigma=0.5 radial_basis=GTO", "radial_basis=GTO"),
+    ("soap cutoff=5 n_max=4 l_max=3 atom_sigma=0.5 average=T", "average=True is not supported"),
+    ("soap cutoff=5 n_max=4 l_max=3 atom_sigma=0.5 frobnicate=3", "frobnicate not supported"),
+    ("soap cutoff=5 n_max=4 l_max=3 atom_sigma=0.5 n_species=2 species_Z={1}",
+     "n_species=2 but species_Z lists 1"),
+    ("distance_2b cutoff=5 only_intra=T", "only_intra=True is not supported"),
+])
+def test_descriptor_from_quip_string_refuses_what_it_cannot_represent(string, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        descriptor_from_quip_string(string)

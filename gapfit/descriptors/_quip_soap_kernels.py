@@ -169,8 +169,9 @@ def _workspace(l_max, n_max, n_channels, max_pairs):
     that the per-centre arrays are contiguous): 0 geometry (x, y, z, r^2, r, f, df/dr),
     1 radial f R[l, n, q], 2 its r-derivative, 3 harmonics, 4 harmonic gradients,
     5 harmonic work arrays, 6 coefficients c[lm, a], 7 Bessel values G_l (l_max+2, q) and
-    8 work rows, 8 primitive radial R[l, k, q], 9 its derivative, 10 species-masked f R[l] (n_max, count), 11 partial
-    coefficients (n_max, 2l+1), 12 series reciprocals, 13 the upward-recurrence threshold."""
+    8 work rows, 8 primitive radial R[l, k, q], 9 its derivative, 10 species-masked f R[l]
+    (n_max, count), 11 partial coefficients (n_max, 2l+1), 12 series reciprocals,
+    13 the upward-recurrence threshold."""
     size = max(max_pairs, 1)
     n_lm = (l_max + 1) * (l_max + 1)
     n_ln = (l_max + 1) * n_max
