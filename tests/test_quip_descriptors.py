@@ -19,12 +19,8 @@ from gapfit.descriptors.quip_angle import QuipAngle3bDescriptor
 from gapfit.descriptors.quip_pair import QuipDistance2bDescriptor
 from gapfit.descriptors.quip_soap import (QuipSOAPDescriptor, gaussian_centres,
                                           gaussian_overlap)
-<<<<<<< HEAD
-from gapfit.structures.neighbors import build_neighbor_list
-=======
 from gapfit.descriptors.quip_strings import descriptor_from_quip_string
 from gapfit.structures.neighbors import build_neighbor_list
->>>>>>> quipdesc
 
 RTOL = 1e-8
 
