@@ -18,7 +18,6 @@ from ase.build import bulk
 import gapfit
 from gapfit.cli import main
 
-from conftest import label_with_emt, make_cu_structures
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -77,11 +77,12 @@ def _number(above=None, at_least=None, integer=False, unit="", not_zero=False):
     return parse
 
 
-POSITIVE = _number(above=0)
 NON_NEGATIVE = _number(at_least=0)
 FINITE = _number()
 COUNT = _number(at_least=1, integer=True)
 SEED = _number(at_least=0, integer=True)
+
+
 def _common(parser):
     group = parser.add_argument_group("messages")
     group.add_argument("-q", "--quiet", action="store_true",
@@ -131,18 +132,23 @@ def _add_fit(subparsers):
     for name, cls in sorted(term_classes().items()):
         model.add_argument(f"--{name}", nargs="+", metavar="KEY=VALUE", dest=f"term_{name}",
                            help=_term_help(cls))
-    model.add_argument("--energy-sigma", type=_number(above=0, unit=" eV/atom"), help="expected energy error, eV/atom (default 0.002)")
-    model.add_argument("--force-sigma", type=_number(above=0, unit=" eV/Å"), help="expected force error, eV/Å (default 0.05)")
-    model.add_argument("--virial-sigma", type=_number(above=0, unit=" eV/atom"), help="expected virial error, eV/atom (default 0.05)")
+    model.add_argument("--energy-sigma", type=_number(above=0, unit=" eV/atom"),
+                       help="expected energy error, eV/atom (default 0.002)")
+    model.add_argument("--force-sigma", type=_number(above=0, unit=" eV/Å"),
+                       help="expected force error, eV/Å (default 0.05)")
+    model.add_argument("--virial-sigma", type=_number(above=0, unit=" eV/atom"),
+                       help="expected virial error, eV/atom (default 0.05)")
     model.add_argument("--e0", help="isolated-atom energies: 'average', 'isolated', or SYMBOL=eV,... "
                                     "(default: average)")
-    model.add_argument("--sparse-jitter", type=NON_NEGATIVE, help="relative jitter on K_MM (default 1e-8)")
+    model.add_argument("--sparse-jitter", type=NON_NEGATIVE,
+                       help="relative jitter on K_MM (default 1e-8)")
     model.add_argument("--no-forces", dest="fit_forces", action="store_false", default=None,
                        help="do not fit forces")
     model.add_argument("--no-virial", dest="fit_virial", action="store_false", default=None,
                        help="do not fit stresses/virials")
     model.add_argument("--seed", type=SEED, help="random seed of the sparse-point selection")
-    model.add_argument("--n-jobs", type=_number(integer=True, not_zero=True), help="worker processes (default: this process)")
+    model.add_argument("--n-jobs", type=_number(integer=True, not_zero=True),
+                       help="worker processes (default: this process)")
     _common(parser)
     parser.set_defaults(handler=command_fit)
 
@@ -172,7 +178,8 @@ def _add_eval(subparsers):
                             "single element (ase.build.bulk)")
     group.add_argument("--md-time", type=_number(above=0, unit=" ps"), default=2.0, metavar="PS",
                        help="length of the MD stability run, ps (default 2)")
-    group.add_argument("--md-temperature", type=_number(above=0, unit=" K"), default=300.0, metavar="K",
+    group.add_argument("--md-temperature", type=_number(above=0, unit=" K"), default=300.0,
+                       metavar="K",
                        help="temperature of the MD stability run, K (default 300)")
     _read_options(parser)
     _common(parser)
@@ -194,7 +201,8 @@ def _add_md(subparsers):
                         help="replicate the structure into a supercell first")
     parser.add_argument("--ensemble", choices=ENSEMBLES, default="nvt", help="default: nvt")
     parser.add_argument("--steps", type=COUNT, default=1000, help="number of steps (default 1000)")
-    parser.add_argument("--timestep", type=_number(above=0, unit=" fs"), default=1.0, help="time step, fs (default 1)")
+    parser.add_argument("--timestep", type=_number(above=0, unit=" fs"), default=1.0,
+                        help="time step, fs (default 1)")
     parser.add_argument("--temperature", type=_number(at_least=0, unit=" K"), default=300.0,
                         help="thermostat target, K (default 300)")
     parser.add_argument("--init-temperature", type=_number(at_least=0, unit=" K"),
@@ -204,8 +212,10 @@ def _add_md(subparsers):
     parser.add_argument("--pressure", type=FINITE, default=0.0, help="NPT pressure, GPa (default 0)")
     parser.add_argument("--friction", type=_number(above=0, unit=" 1/fs"), default=0.01,
                         help="Langevin friction, 1/fs (default 0.01)")
-    parser.add_argument("--tdamp", type=_number(above=0, unit=" fs"), help="NPT thermostat time, fs (default 100 steps)")
-    parser.add_argument("--pdamp", type=_number(above=0, unit=" fs"), help="NPT barostat time, fs (default 1000 steps)")
+    parser.add_argument("--tdamp", type=_number(above=0, unit=" fs"),
+                        help="NPT thermostat time, fs (default 100 steps)")
+    parser.add_argument("--pdamp", type=_number(above=0, unit=" fs"),
+                        help="NPT barostat time, fs (default 1000 steps)")
     parser.add_argument("--interval", type=COUNT, default=10,
                         help="steps between log lines and trajectory frames (default 10)")
     parser.add_argument("--seed", type=SEED, help="random seed of the velocities and Langevin noise")
