@@ -121,9 +121,9 @@ def test_a_calculator_with_its_lock_can_still_be_pickled_and_copied(pair_model, 
 @pytest.fixture
 def fit_never_called(monkeypatch):
     """Replace the fit by a stand-in that records being called."""
-    import gapfit.settings
+    import gapfit.cli.settings
     calls = []
-    monkeypatch.setattr(gapfit.settings, "fit_from_settings",
+    monkeypatch.setattr(gapfit.cli.settings, "fit_from_settings",
                         lambda *args, **kwargs: calls.append(args) or pytest.fail("the fit started"))
     return calls
 
@@ -153,8 +153,8 @@ def test_an_unwritable_output_path_fails_before_the_fit_and_names_the_path(
 
 
 def test_save_checks_the_destination_first_and_names_it(pair_model, tmp_path, monkeypatch):
-    import gapfit.persistence
-    monkeypatch.setattr(gapfit.persistence, "_model_arrays",
+    import gapfit.model.stored
+    monkeypatch.setattr(gapfit.model.stored, "model_arrays",
                         lambda model: pytest.fail("save did work before checking the path"))
     target = tmp_path / "missing" / "m.gap"
     with pytest.raises(FileNotFoundError) as caught:
@@ -165,7 +165,7 @@ def test_save_checks_the_destination_first_and_names_it(pair_model, tmp_path, mo
 def test_a_model_that_cannot_be_written_after_the_fit_is_kept_and_the_message_says_where(
         pair_model, tmp_path, capsys, monkeypatch):
     import shutil
-    import gapfit.settings
+    import gapfit.cli.settings
     folder = tmp_path / "out"
     folder.mkdir()
     work = tmp_path / "work"
@@ -176,7 +176,7 @@ def test_a_model_that_cannot_be_written_after_the_fit_is_kept_and_the_message_sa
         shutil.rmtree(folder)  # the destination disappears during the fit
         return pair_model
 
-    monkeypatch.setattr(gapfit.settings, "fit_from_settings", fit_then_lose_the_folder)
+    monkeypatch.setattr(gapfit.cli.settings, "fit_from_settings", fit_then_lose_the_folder)
     status, _, err = run_cli(capsys, "fit", DATA / "cu_train.xyz", "-o", folder / "m.gap")
     message = one_line(err)
     assert status == 1 and str(folder / "m.gap") in message
@@ -295,7 +295,7 @@ def test_a_bad_numeric_option_is_a_one_line_usage_error_naming_it(
 
 
 def test_good_numeric_options_still_parse():
-    from gapfit.cli import build_parser
+    from gapfit.cli.commands import build_parser
     args = build_parser().parse_args(["md", "m.gap", "s.xyz", "--timestep", "0.5", "--temperature", "0",
                                       "--pressure", "-1.5", "--repeat", "2", "2", "1", "--seed", "0"])
     assert (args.timestep, args.temperature, args.pressure, args.repeat, args.seed) == (
@@ -363,7 +363,7 @@ def test_the_at_slice_syntax_selects_like_an_index(selection):
     wanted = [everything[i] for i in gapfit.io.selected_positions(len(everything), selection)]
     read = gapfit.io.read(f"{DATA / 'cu_test.xyz'}@{selection}")
     assert [a.get_potential_energy() for a in read] == [a.get_potential_energy() for a in wanted]
-    assert gapfit.training.frame_sizes(f"{DATA / 'cu_test.xyz'}@{selection}") == [len(a) for a in wanted]
+    assert gapfit.fit.training.frame_sizes(f"{DATA / 'cu_test.xyz'}@{selection}") == [len(a) for a in wanted]
 
 
 @pytest.mark.parametrize("selection", SELECTIONS)
@@ -388,15 +388,15 @@ def test_at_slice_errors_name_the_path():
 
 
 def test_fit_eval_select_and_md_honour_the_at_slice(model_file, tmp_path, capsys, monkeypatch):
-    import gapfit.settings
+    import gapfit.cli.settings
     fitted = []
-    original = gapfit.settings.fit_from_settings
+    original = gapfit.cli.settings.fit_from_settings
 
     def record(settings, verbose=False):
         fitted.append(settings["train"])
         return original(settings, verbose)
 
-    monkeypatch.setattr(gapfit.settings, "fit_from_settings", record)
+    monkeypatch.setattr(gapfit.cli.settings, "fit_from_settings", record)
     status, _, err = run_cli(capsys, "fit", f"{DATA / 'cu_train.xyz'}@:5", "--terms", "twobody",
                              "--twobody", "n_sparse=6", "-o", tmp_path / "m.gap")
     assert status == 0, err
@@ -411,7 +411,7 @@ def test_fit_eval_select_and_md_honour_the_at_slice(model_file, tmp_path, capsys
     assert status == 0, err
     assert sorted(int(i) for i in out.split(":")[-1].split()) == [0, 1, 2, 3]
 
-    from gapfit.cli import _starting_structure
+    from gapfit.cli.commands import _starting_structure
     third = _starting_structure(f"{DATA / 'cu_test.xyz'}@2", None, None)
     assert np.array_equal(third.positions, gapfit.io.read(DATA / "cu_test.xyz", index=2)[0].positions)
     status, _, err = run_cli(capsys, "md", model_file, f"{DATA / 'cu_test.xyz'}@:3", "--steps", "1")
@@ -425,14 +425,14 @@ def test_every_command_reads_mlearn_json(model_file, tmp_path, capsys):
     assert np.allclose([a.get_potential_energy() for a in read],
                        [a.get_potential_energy() for a in structures])
     assert len(gapfit.io.read(f"{tmp_path / 'pool.json'}@1:3")) == 2
-    assert gapfit.training.frame_sizes(tmp_path / "pool.json") == [len(a) for a in structures]
+    assert gapfit.fit.training.frame_sizes(tmp_path / "pool.json") == [len(a) for a in structures]
     status, out, err = run_cli(capsys, "select", model_file, tmp_path / "pool.json", "-n", "2",
                                "-o", tmp_path / "picked.xyz")
     assert status == 0, err
     assert len(gapfit.io.read(tmp_path / "picked.xyz")) == 2
     status, out, err = run_cli(capsys, "eval", model_file, tmp_path / "pool.json")
     assert status == 0 and "(4 configurations)" in out
-    atoms = gapfit.cli._starting_structure(str(tmp_path / "pool.json"), None, None)
+    atoms = gapfit.cli.commands._starting_structure(str(tmp_path / "pool.json"), None, None)
     assert np.array_equal(atoms.positions, structures[-1].positions)
 
 

@@ -26,6 +26,7 @@ from ..gp.sparse import finish_selection, plan_selection, pooled_moments
 from . import recipe, stored
 from .terms import default_terms
 from .model_file import read_model_file, write_model_file
+from ..structures.atomic_files import check_writable
 from ..fit.noise import NoiseModel
 from ..fit.baselines import complete_shortest, make_repulsion, merge_shortest
 
@@ -408,6 +409,7 @@ class GAP(BaseEstimator):
     def save(self, path):
         """Write the fitted model to ``path`` atomically (see ``gapfit.model.model_file``)."""
         check_is_fitted(self, "alpha_")
+        check_writable(path)  # before any work: the error names the user's path
         write_model_file(path, stored.model_header(self), stored.model_arrays(self))
 
 

@@ -32,11 +32,10 @@ def write_model_file(path, header, arrays):
     """Write ``header`` (JSON-ready dict: settings, species, fitted record) and ``arrays``
     ({name: ndarray}) to ``path`` atomically (``gapfit.structures.atomic_files``), with the
     permissions of any new file (the user's umask); the format, versions, units and a
-    checksum of every array are added here. The destination is checked first: an OSError
-    names ``path``."""
+    checksum of every array are added here. An OSError names ``path`` (callers check it with
+    ``structures.atomic_files.check_writable`` before their work)."""
     from .. import __version__
-    from ..structures.atomic_files import check_writable, write_bytes_atomically
-    check_writable(path)
+    from ..structures.atomic_files import write_bytes_atomically
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "gapfit_version": __version__,
               "units": UNITS, **header,
               "checksums": {name: _digest(array) for name, array in arrays.items()}}
