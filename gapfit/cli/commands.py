@@ -531,10 +531,15 @@ def _one_line(error):
 
 def main(argv=None):
     """Run the ``gapfit`` command; returns the exit status (0 success, 1 error, 2 usage, 130 Ctrl-C)."""
-    from .logging_setup import configure_logging
-    from ..model.model_file import ModelFileError
+    from .logging_setup import command_logging
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose, args.quiet)
+    with command_logging(args.verbose, args.quiet):
+        return _run(args)
+
+
+def _run(args):
+    """The command's handler, with its errors (a ModelFileError is a ValueError) turned into
+    one-line messages and exit codes."""
     try:
         return args.handler(args)
     except UsageError as error:
@@ -543,7 +548,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("gapfit: interrupted", file=sys.stderr)
         return 130
-    except (ModelFileError, ValueError, OSError) as error:
+    except (ValueError, OSError) as error:
         if args.verbose:
             log.exception("details")
         print(f"gapfit {args.command}: error: {_one_line(error)}", file=sys.stderr)

@@ -6,6 +6,22 @@ standard error goes to a file or a pipe, and never with ``--quiet``.
 """
 import logging
 import sys
+from contextlib import contextmanager
+
+
+@contextmanager
+def command_logging(verbosity=0, quiet=False, stream=None):
+    """``configure_logging`` for the length of one command; the ``gapfit`` logger is restored
+    afterwards (handlers, level, propagation), so a command run from Python leaves no trace."""
+    logger = logging.getLogger("gapfit")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    configure_logging(verbosity, quiet, stream)
+    try:
+        yield logger
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
 
 
 def configure_logging(verbosity=0, quiet=False, stream=None):
