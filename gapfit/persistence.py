@@ -3,7 +3,9 @@
 A model file is a numpy ``.npz`` archive (no pickle) holding a JSON header and
 the fitted arrays. The header records the format version, the gapfit version,
 the full settings, species and units, and a SHA-256 of every array, checked on
-load. Files are written to a temporary file beside the target and renamed into
+load. It also keeps what ``GAP.update`` needs to add data later: the per-kind data R
+factors (``data_factors_``) and any sigma scales of a hyperparameter optimisation
+(``sigma_scales_``); files written before they were stored load as predict-only models. Files are written to a temporary file beside the target and renamed into
 place, so a crash or Ctrl-C never leaves a half-written model.
 """
 import hashlib
@@ -51,6 +53,8 @@ def _model_arrays(model):
         arrays[f"term{index}_sparse_channels"] = term.sparse_channels_
         for name, value in term.state_arrays().items():
             arrays[f"term{index}_state_{name}"] = value
+    for kind, factor in getattr(model, "data_factors_", {}).items():
+        arrays[f"data_factor_{kind}"] = factor
     return arrays
 
 
@@ -65,6 +69,7 @@ def _header(model, arrays):
         "settings": params, "species": model.species_, "units": UNITS,
         "e0": {str(z): value for z, value in model.e0_.items()},
         "n_training_structures": model.n_training_structures_,
+        "sigma_scales": {kind: float(v) for kind, v in getattr(model, "sigma_scales_", {}).items()},
         "checksums": {name: _digest(array) for name, array in arrays.items()},
     }
 
@@ -133,4 +138,10 @@ def load_model(path):
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]
+    factors = {name[len("data_factor_"):]: value for name, value in arrays.items()
+               if name.startswith("data_factor_")}
+    if factors:  # kept in their stored order: energy, forces, virial
+        model.data_factors_ = factors
+    if header.get("sigma_scales"):
+        model.sigma_scales_ = {kind: float(v) for kind, v in header["sigma_scales"].items()}
     return model
