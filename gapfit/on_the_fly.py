@@ -22,7 +22,8 @@ Files in the run folder, each written so that a kill at any moment loses no labe
   momenta and cell), written atomically; a labelled frame later than it is resumed from.
 - ``settings.json``: the schedule and learning settings; a restart with others is an error.
 - ``otf.log``: one line per oracle call and per refit. ``trajectory.xyz``: the MD frames
-  every ``trajectory_every`` steps (a restart repeats those after the last checkpoint).
+  every ``trajectory_every`` steps with the driving model's forces (``model_forces``) and
+  energy (a restart repeats the frames after the last checkpoint).
 - ``model.gap``: the final model, written when the run ends.
 """
 import dataclasses
@@ -232,6 +233,9 @@ class OnTheFlyRun:
     max_temperature_factor : the run stops as unphysical when the temperature exceeds this
         multiple of the stage's target (and 500 K), or two atoms come closer than
         ``min_distance_A`` (Å).
+    label_every : a fixed labelling interval instead (a baseline): every ``label_every``-th
+        step is labelled whatever its uncertainty (then a multiple of ``check_every``); the
+        threshold still decides refits.
     random_state : int seed of the velocities and the Langevin noise (re-seeded at every
         checkpoint, so a restart goes on as the uninterrupted run would).
     """
@@ -240,7 +244,7 @@ class OnTheFlyRun:
                  label_start=None, threshold=3.0, threshold_unit="sigma", score="forces",
                  uncertainty="full", check_every=1, max_oracle_calls=None, refit="auto",
                  checkpoint_every=10, trajectory_every=10, max_temperature_factor=3.0,
-                 min_distance_A=1.0, random_state=0):
+                 min_distance_A=1.0, label_every=None, random_state=0):
         if model is None and recipe is None:
             raise ValueError("give a model to continue or a recipe to fit to the start structures")
         if threshold_unit not in THRESHOLD_UNITS:
@@ -288,6 +292,11 @@ class OnTheFlyRun:
         self.trajectory_every = int(trajectory_every)
         self.max_temperature_factor = float(max_temperature_factor)
         self.min_distance_A = float(min_distance_A)
+        self.label_every = None if label_every is None else int(label_every)
+        if self.label_every is not None and (self.label_every < 1
+                                             or self.label_every % self.check_every):
+            raise ValueError(f"label_every ({label_every}) must be a multiple of check_every "
+                             f"({self.check_every})")
         self.random_state = int(random_state)
         self.labelled = []
         self.refits = 0
@@ -305,6 +314,7 @@ class OnTheFlyRun:
                 "score": self.score, "uncertainty": self.uncertainty,
                 "check_every": self.check_every, "label_start": self.label_start,
                 "refit": self.refit_policy, "random_state": self.random_state,
+                "label_every": self.label_every,
                 "n_start": len(self.start)}
 
     def _log_line(self, text):
@@ -523,6 +533,10 @@ class OnTheFlyRun:
             frame.calc = None
             frame.info.update({"otf_stage": stage, "otf_step": step,
                                "temperature_K": atoms.get_temperature()})
+            results = getattr(atoms.calc, "results", {})
+            if "forces" in results:  # what the driving model predicted there
+                frame.arrays["model_forces"] = results["forces"].copy()
+                frame.info["model_energy"] = float(results["energy"])
             ase.io.write(self._path("trajectory.xyz"), frame, format="extxyz", append=True)
 
     def run(self):
@@ -564,7 +578,8 @@ class OnTheFlyRun:
                 if step % self.check_every == 0 or step == stage.steps:
                     uncertainty = self._frame_uncertainty(atoms)
                     threshold = self.threshold_eV_A()
-                    if uncertainty > threshold:
+                    due = self.label_every is not None and step % self.label_every == 0
+                    if uncertainty > threshold or due:
                         if self._budget_spent():
                             reason = "oracle budget spent"
                             break

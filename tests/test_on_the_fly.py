@@ -215,3 +215,36 @@ def test_oracle_factory_with_arguments():
     assert calculator.parameters.sigma == 2.3
     with pytest.raises(ValueError, match="module:Class"):
         otf_settings.make_oracle("EMT", {})
+
+
+def test_frame_uncertainty_is_the_largest_posterior_force_std():
+    data = make_cu_structures(2, seed=11, repeat=(2, 1, 1))
+    model = pair_model().fit(data[:1])
+    stds = model.predict_variances(data[1:])[0].forces_std
+    assert on_the_fly.frame_uncertainty(model, data[1])[0] == pytest.approx(stds.max(), rel=1e-10)
+    rms, _ = on_the_fly.frame_uncertainty(model, data[1], score="forces_rms")
+    assert rms == pytest.approx(np.sqrt(np.mean(stds ** 2)), rel=1e-10)
+
+
+def test_a_fixed_interval_labels_every_kth_step_and_a_loaded_model_goes_on(tmp_path):
+    from ase.calculators.emt import EMT
+    start = make_cu_structures(1, seed=12, repeat=(2, 2, 1), rattle=0.05)
+    pair_model().fit(start).save(tmp_path / "start.gap")
+    model = gapfit.load(tmp_path / "start.gap")  # a model from a file continues
+    stages = [on_the_fly.Stage(steps=20, temperature_K=500.0, timestep_fs=2.0),
+              on_the_fly.Stage(steps=10, temperature_K=900.0, timestep_fs=2.0)]
+    run = on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / "run", model=model,
+                                 training=start, threshold=100.0, check_every=5, label_every=5,
+                                 random_state=4).run()
+    assert run.reason == "schedule done"
+    assert [(a.info["otf_stage"], a.info["otf_step"]) for a in run.labelled] == [
+        (0, 5), (0, 10), (0, 15), (0, 20), (1, 5), (1, 10)]
+    assert run.model.n_training_structures_ == 1 + 6
+    replay = gapfit.load(tmp_path / "start.gap").update(run.labelled)  # no refit at 100 sigma
+    # (coefficients of this small pair model cancel strongly, so compare predictions)
+    for atoms in run.labelled[::3]:
+        expected = replay.predict_structure(atoms).forces
+        assert np.allclose(run.model.predict_structure(atoms).forces, expected, rtol=1e-6,
+                           atol=1e-6 * abs(expected).max())
+    trajectory = gapfit.io.read(tmp_path / "run" / "trajectory.xyz")
+    assert all("model_forces" in frame.arrays for frame in trajectory if frame.info["otf_step"])
