@@ -561,12 +561,18 @@ class OnTheFlyRun:
         reason = None
         while stage_index < len(self.stages) and reason is None:
             stage = self.stages[stage_index]
+            atoms_before = atoms
             if step == 0:  # new velocities (and maybe a new structure) at every stage
                 atoms = self._stage_start(stage_index, atoms)
-                self._trajectory(atoms, stage_index, 0)
             atoms.calc = GAPCalculator(self.model)
             dynamics = self._dynamics(atoms, stage_index, step)
-            while step < stage.steps:
+            if step == 0:
+                self._trajectory(atoms, stage_index, 0)
+                fresh = (stage.structure is not None and stage_index > 0) or atoms_before is None
+                if fresh and self.label_every is None:
+                    # a structure the MD has not seen yet: check it before the first step
+                    reason = self._check(dynamics, atoms, stage_index, 0, labelling=False)
+            while step < stage.steps and reason is None:
                 chunk = min(self.check_every - step % self.check_every, stage.steps - step)
                 dynamics.run(chunk)
                 step += chunk
@@ -575,26 +581,36 @@ class OnTheFlyRun:
                 if problem is not None:
                     reason = f"unphysical: {problem} at stage {stage_index} step {step}"
                     break
+                learned = False
                 if step % self.check_every == 0 or step == stage.steps:
-                    uncertainty = self._frame_uncertainty(atoms)
-                    threshold = self.threshold_eV_A()
                     due = self.label_every is not None and step % self.label_every == 0
-                    if uncertainty > threshold or due:
-                        if self._budget_spent():
-                            reason = "oracle budget spent"
-                            break
-                        self._learn(atoms, stage_index, step, uncertainty, threshold)
-                        atoms.calc = GAPCalculator(self.model)
-                        self._checkpoint(dynamics, atoms, stage_index, step)
-                        continue
-                if step % self.checkpoint_every == 0:
+                    reason = self._check(dynamics, atoms, stage_index, step, labelling=due)
+                    learned = reason == "learned"
+                    reason = None if learned else reason
+                if not learned and step % self.checkpoint_every == 0:
                     self._checkpoint(dynamics, atoms, stage_index, step)
+            reason = None if reason == "learned" else reason
             if reason is None:
                 stage_index, step = stage_index + 1, 0
                 self._save_state(atoms, stage_index, 0)
         reason = reason or "schedule done"
         self._save_state(atoms, stage_index, step, finished=reason)
         return self._result(reason)
+
+    def _check(self, dynamics, atoms, stage, step, labelling=False):
+        """Measure the uncertainty of ``atoms``; label and learn it when it exceeds the
+        threshold (or ``labelling``). Returns "learned", "oracle budget spent" or None."""
+        from .calculator import GAPCalculator
+        uncertainty = self._frame_uncertainty(atoms)
+        threshold = self.threshold_eV_A()
+        if not (uncertainty > threshold or labelling):
+            return None
+        if self._budget_spent():
+            return "oracle budget spent"
+        self._learn(atoms, stage, step, uncertainty, threshold)
+        atoms.calc = GAPCalculator(self.model)
+        self._checkpoint(dynamics, atoms, stage, step)
+        return "learned"
 
     def _checkpoint(self, dynamics, atoms, stage, step):
         """Write the MD state; re-seed the Langevin noise so a restart from here goes on alike."""
