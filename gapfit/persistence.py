@@ -54,8 +54,31 @@ def _model_arrays(model):
         for name, value in term.state_arrays().items():
             arrays[f"term{index}_state_{name}"] = value
     for kind, factor in getattr(model, "data_factors_", {}).items():
-        arrays[f"data_factor_{kind}"] = factor
+        arrays.update(_factor_arrays(kind, factor))
     return arrays
+
+
+def _factor_arrays(kind, factor):
+    """A square upper-triangular R factor as its packed upper triangle (half the bytes),
+    any other as it is."""
+    factor = np.asarray(factor)
+    if factor.ndim == 2 and factor.shape[0] == factor.shape[1] and not np.tril(factor, -1).any():
+        return {f"data_triangle_{kind}": factor[np.triu_indices(len(factor))]}
+    return {f"data_factor_{kind}": factor}
+
+
+def _stored_factors(arrays):
+    """{kind: R factor} of the arrays ``_factor_arrays`` wrote, in their stored order."""
+    factors = {}
+    for name, value in arrays.items():
+        if name.startswith("data_factor_"):
+            factors[name[len("data_factor_"):]] = value
+        elif name.startswith("data_triangle_"):
+            size = int(round((np.sqrt(8 * len(value) + 1) - 1) / 2))
+            factor = np.zeros((size, size))
+            factor[np.triu_indices(size)] = value
+            factors[name[len("data_triangle_"):]] = factor
+    return factors
 
 
 def _header(model, arrays):
@@ -138,9 +161,8 @@ def load_model(path):
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]
-    factors = {name[len("data_factor_"):]: value for name, value in arrays.items()
-               if name.startswith("data_factor_")}
-    if factors:  # kept in their stored order: energy, forces, virial
+    factors = _stored_factors(arrays)
+    if factors:
         model.data_factors_ = factors
     if header.get("sigma_scales"):
         model.sigma_scales_ = {kind: float(v) for kind, v in header["sigma_scales"].items()}

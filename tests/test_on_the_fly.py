@@ -34,6 +34,9 @@ def test_a_loaded_model_updates_exactly_as_the_fitted_one(tmp_path):
     fitted.save(tmp_path / "m.gap")
     loaded = gapfit.load(tmp_path / "m.gap")
     assert loaded.sigma_scales_ == fitted.sigma_scales_ != {}
+    assert list(loaded.data_factors_) == list(fitted.data_factors_)
+    for kind, factor in fitted.data_factors_.items():  # stored as packed triangles, exactly
+        assert np.array_equal(loaded.data_factors_[kind], factor)
     fitted.update(data[2:])
     loaded.update(data[2:])
     assert np.allclose(loaded.alpha_, fitted.alpha_, rtol=1e-10, atol=1e-12 * abs(fitted.alpha_).max())
