@@ -251,3 +251,15 @@ def test_a_fixed_interval_labels_every_kth_step_and_a_loaded_model_goes_on(tmp_p
                            atol=1e-6 * abs(expected).max())
     trajectory = gapfit.io.read(tmp_path / "run" / "trajectory.xyz")
     assert all("model_forces" in frame.arrays for frame in trajectory if frame.info["otf_step"])
+
+
+def test_the_python_on_the_fly_continues_a_loaded_model(tmp_path):
+    from ase.calculators.emt import EMT
+    from gapfit.active import OnTheFly
+    start = make_cu_structures(1, seed=13, repeat=(2, 2, 1), rattle=0.05)
+    pair_model().fit(start).save(tmp_path / "start.gap")
+    loaded = gapfit.load(tmp_path / "start.gap")
+    run = OnTheFly(loaded, EMT(), tmp_path / "run", threshold=0.01, check_every=10,
+                   temperature_K=800.0, timestep_fs=2.0, random_state=5).run(start[0], 30)
+    assert len(run.labelled) >= 1
+    assert run.model.n_training_structures_ == 1 + len(run.labelled)
