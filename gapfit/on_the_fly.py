@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +92,24 @@ def frame_uncertainty(model, atoms, score="forces", source="full", posterior=Non
 
     source : "full", the exact posterior force std (``gapfit.variance``); "local", whatever
         ``GAPCalculator(model, uncertainty="local")`` reports as ``forces_std`` (the cheap
-        per-atom uncertainty where the calculator has it). Returns (score, posterior), the
+        per-atom uncertainty where the calculator has it), read from the results of the
+        calculator driving ``atoms`` when it is such a calculator of ``model``. Returns (score, posterior), the
         posterior to pass back in while the model is unchanged.
     """
+    from .calculator import GAPCalculator
     if source == "full":
         from .variance import Posterior, structure_targets, target_variances
         if posterior is None or not posterior.is_current(model):
             posterior = Posterior(model)
         stds = target_variances(posterior, structure_targets(model.terms_, atoms)).forces_std
     elif source == "local":
-        from .calculator import GAPCalculator
-        probe = atoms.copy()
-        probe.calc = GAPCalculator(model, uncertainty="local")
-        probe.get_potential_energy()
-        stds = probe.calc.results["forces_std"]
+        calculator = atoms.calc
+        if getattr(calculator, "uncertainty", None) != "local" or calculator.model is not model:
+            calculator = GAPCalculator(model, uncertainty="local")
+        calculator.get_forces(atoms)  # the MD step's own results when they are current
+        stds = calculator.results.get("forces_std")
+        if stds is None:
+            raise ValueError("uncertainty 'local': GAPCalculator reports no forces_std")
     else:
         raise ValueError(f"unknown uncertainty source {source!r} (choose from "
                          f"{', '.join(UNCERTAINTY_SOURCES)})")
@@ -542,7 +546,6 @@ class OnTheFlyRun:
     def run(self):
         """Run (or continue) the schedule; returns a ``RunResult``. The final model is
         written to ``model.gap`` in the run folder, the labelled frames are in labelled.xyz."""
-        from .calculator import GAPCalculator
         state = self._restore() if self._path("settings.json").exists() else self._begin()
         if state is not None and state.get("finished"):
             return self._result(state["finished"])
@@ -564,7 +567,7 @@ class OnTheFlyRun:
             atoms_before = atoms
             if step == 0:  # new velocities (and maybe a new structure) at every stage
                 atoms = self._stage_start(stage_index, atoms)
-            atoms.calc = GAPCalculator(self.model)
+            atoms.calc = self._calculator()
             dynamics = self._dynamics(atoms, stage_index, step)
             if step == 0:
                 self._trajectory(atoms, stage_index, 0)
@@ -597,10 +600,14 @@ class OnTheFlyRun:
         self._save_state(atoms, stage_index, step, finished=reason)
         return self._result(reason)
 
+    def _calculator(self):
+        """The MD's calculator: with the "local" source it also gives the uncertainty."""
+        from .calculator import GAPCalculator
+        return GAPCalculator(self.model, uncertainty="local" if self.uncertainty == "local" else False)
+
     def _check(self, dynamics, atoms, stage, step, labelling=False):
         """Measure the uncertainty of ``atoms``; label and learn it when it exceeds the
         threshold (or ``labelling``). Returns "learned", "oracle budget spent" or None."""
-        from .calculator import GAPCalculator
         uncertainty = self._frame_uncertainty(atoms)
         threshold = self.threshold_eV_A()
         if not (uncertainty > threshold or labelling):
@@ -608,7 +615,7 @@ class OnTheFlyRun:
         if self._budget_spent():
             return "oracle budget spent"
         self._learn(atoms, stage, step, uncertainty, threshold)
-        atoms.calc = GAPCalculator(self.model)
+        atoms.calc = self._calculator()
         self._checkpoint(dynamics, atoms, stage, step)
         return "learned"
 

@@ -263,3 +263,19 @@ def test_the_python_on_the_fly_continues_a_loaded_model(tmp_path):
                    temperature_K=800.0, timestep_fs=2.0, random_state=5).run(start[0], 30)
     assert len(run.labelled) >= 1
     assert run.model.n_training_structures_ == 1 + len(run.labelled)
+
+
+def test_the_local_source_reads_the_driving_calculators_forces_std():
+    data = make_cu_structures(2, seed=14, repeat=(2, 1, 1))
+    model = pair_model().fit(data[:1])
+    atoms = data[1].copy()
+    atoms.calc = gapfit.GAPCalculator(model, uncertainty="local")
+    atoms.get_forces()
+    reported = atoms.calc.results["forces_std"]
+    value, _ = on_the_fly.frame_uncertainty(model, atoms, source="local")
+    assert value == np.max(reported)
+    bare = data[1].copy()  # without such a calculator: one is made for the frame
+    bare.calc = None
+    assert on_the_fly.frame_uncertainty(model, bare, source="local")[0] == pytest.approx(value)
+    with pytest.raises(ValueError, match="unknown uncertainty source"):
+        on_the_fly.frame_uncertainty(model, bare, source="exact")
