@@ -229,8 +229,11 @@ class OnTheFlyRun:
     uncertainty : the source of the stds, "full" or "local" (``frame_uncertainty``).
     check_every : MD steps between uncertainty checks.
     max_oracle_calls : budget (start labels included); None for no limit.
-    refit : "auto" (refit when an update leaves the label's uncertainty above the threshold,
-        until a refit adds no sparse point: every term then holds its ``n_sparse``) or "never".
+    refit : "auto" or "never". "auto" refits (fresh sparse points from all the data) when an
+        update leaves the label's uncertainty above the threshold, until a refit adds no
+        sparse point (every term then holds its ``n_sparse``), and whenever the data have
+        grown ``refit_growth`` times since the last fit (so the sparse set follows the data,
+        with O(log n) refits).
     checkpoint_every : MD steps between writes of ``state.json`` (also after every oracle
         call and at the end of each stage).
     trajectory_every : MD steps between frames of ``trajectory.xyz`` (0: none).
@@ -248,7 +251,7 @@ class OnTheFlyRun:
                  label_start=None, threshold=3.0, threshold_unit="sigma", score="forces",
                  uncertainty="full", check_every=1, max_oracle_calls=None, refit="auto",
                  checkpoint_every=10, trajectory_every=10, max_temperature_factor=3.0,
-                 min_distance_A=1.0, label_every=None, random_state=0):
+                 min_distance_A=1.0, label_every=None, refit_growth=2.0, random_state=0):
         if model is None and recipe is None:
             raise ValueError("give a model to continue or a recipe to fit to the start structures")
         if threshold_unit not in THRESHOLD_UNITS:
@@ -296,6 +299,9 @@ class OnTheFlyRun:
         self.trajectory_every = int(trajectory_every)
         self.max_temperature_factor = float(max_temperature_factor)
         self.min_distance_A = float(min_distance_A)
+        self.refit_growth = None if not refit_growth else float(refit_growth)
+        if self.refit_growth is not None and self.refit_growth <= 1:
+            raise ValueError(f"refit_growth must exceed 1 (or be None), not {refit_growth!r}")
         self.label_every = None if label_every is None else int(label_every)
         if self.label_every is not None and (self.label_every < 1
                                              or self.label_every % self.check_every):
@@ -305,6 +311,7 @@ class OnTheFlyRun:
         self.labelled = []
         self.refits = 0
         self.sparse_full = False
+        self.fit_size = 0 if model is None else len(self.training or []) or model.n_training_structures_
         self._posterior = None
 
     # ------------------------------------------------------------------ files
@@ -318,7 +325,7 @@ class OnTheFlyRun:
                 "score": self.score, "uncertainty": self.uncertainty,
                 "check_every": self.check_every, "label_start": self.label_start,
                 "refit": self.refit_policy, "random_state": self.random_state,
-                "label_every": self.label_every,
+                "label_every": self.label_every, "refit_growth": self.refit_growth,
                 "n_start": len(self.start)}
 
     def _log_line(self, text):
@@ -347,7 +354,7 @@ class OnTheFlyRun:
     def _save_state(self, atoms, stage, step, finished=None):
         state = {"stage": stage, "step": step, "atoms": _atoms_state(atoms),
                  "oracle_calls": len(self.labelled), "refits": self.refits,
-                 "sparse_full": self.sparse_full,
+                 "sparse_full": self.sparse_full, "fit_size": self.fit_size,
                  "finished": finished,
                  "wall_time": datetime.datetime.now(datetime.timezone.utc).isoformat()}
         write_atomically(self._path("state.json"), json.dumps(state))
@@ -401,6 +408,7 @@ class OnTheFlyRun:
         from sklearn.base import clone
         began = time.perf_counter()
         self.model = clone(self.recipe).fit(self._training_set(len(self.labelled)))
+        self.fit_size = len(self._training_set(len(self.labelled)))
         self._posterior = None
         self._save_model()
         self._log_line(f"fit of the recipe to {len(self._training_set(len(self.labelled)))} "
@@ -424,6 +432,8 @@ class OnTheFlyRun:
         state = self._read_state()
         self.refits = state["refits"] if state else 0
         self.sparse_full = bool(state and state.get("sparse_full"))
+        if self.model is not None:
+            self.fit_size = (state or {}).get("fit_size") or self.model.n_training_structures_
         self._log_line(f"restart: {len(self.labelled)} labelled frames on disk, the model holds "
                        f"{count or 0}")
         self._prepare(count or 0)
@@ -453,7 +463,7 @@ class OnTheFlyRun:
 
     def _can_refit(self):
         known = self.training is not None or (self.recipe is not None and self.label_start)
-        return self.refit_policy == "auto" and known and not self.sparse_full
+        return self.refit_policy == "auto" and known
 
     def _incorporate(self, indices):
         """Add labelled frames ``indices`` (in order) to the model: update, refit when the
@@ -464,22 +474,29 @@ class OnTheFlyRun:
             self.model.update([frame])
             self._posterior = None
             if self._can_refit():
+                size = len(self._training_set(index + 1))
                 after = self._frame_uncertainty(frame)
-                if after > self.threshold_eV_A():
+                if after > self.threshold_eV_A() and not self.sparse_full:
+                    why = (f"uncertainty after the update {1e3 * after:.1f} meV/Å still above the "
+                           "threshold")
+                elif self.refit_growth and size >= self.refit_growth * max(self.fit_size, 1):
+                    why = f"{size} structures, {self.refit_growth:g}x those of the last fit"
+                else:
+                    why = None
+                if why is not None:
                     began = time.perf_counter()
                     sparse_before = sum(t.n_sparse_points for t in self.model.terms_)
                     self.model = refit(self.model, self._training_set(index + 1))
                     self._posterior = None
                     self.refits += 1
+                    self.fit_size = size
                     sparse_after = sum(t.n_sparse_points for t in self.model.terms_)
                     # a refit that could not add sparse points: each term holds its n_sparse
                     self.sparse_full = sparse_after <= sparse_before
                     self._log_line(
-                        f"refit {self.refits} after call {index + 1}: uncertainty after the update "
-                        f"{1e3 * after:.1f} meV/Å still above the threshold; "
-                        f"{len(self._training_set(index + 1))} structures, sparse points "
-                        f"{sparse_before} -> {sparse_after}, {time.perf_counter() - began:.1f} s"
-                        + ("; the sparse set is full: no more refits" if self.sparse_full else ""))
+                        f"refit {self.refits} after call {index + 1}: {why}; {size} structures, "
+                        f"sparse points {sparse_before} -> {sparse_after}, "
+                        f"{time.perf_counter() - began:.1f} s")
             self._save_model()
 
     def _learn(self, atoms, stage, step, uncertainty, threshold):

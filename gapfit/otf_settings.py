@@ -21,6 +21,7 @@ Layout (paths relative to the settings file)::
     check_every = 1                     # MD steps between uncertainty checks
     max_oracle_calls = 200              # budget (start labels included)
     refit = "auto"                      # or "never"
+    refit_growth = 2.0                  # also refit when the data doubled since the last fit
     label_start = true                  # default: only without a model
     checkpoint_every = 10
     trajectory_every = 10
@@ -49,7 +50,8 @@ TOP_LEVEL_KEYS = ("start", "model", "training", "output", "oracle", "learning", 
 ORACLE_KEYS = ("calculator", "arguments")
 LEARNING_KEYS = ("threshold", "threshold_unit", "score", "uncertainty", "check_every",
                  "max_oracle_calls", "refit", "label_start", "checkpoint_every",
-                 "trajectory_every", "max_temperature_factor", "min_distance", "seed")
+                 "trajectory_every", "max_temperature_factor", "min_distance", "refit_growth",
+                 "label_every", "seed")
 STAGE_KEYS = {"ensemble": "ensemble", "temperature": "temperature_K", "steps": "steps",
               "timestep": "timestep_fs", "pressure": "pressure_GPa", "friction": "friction_per_fs",
               "structure": "structure"}

@@ -238,6 +238,7 @@ def test_a_fixed_interval_labels_every_kth_step_and_a_loaded_model_goes_on(tmp_p
               on_the_fly.Stage(steps=10, temperature_K=900.0, timestep_fs=2.0)]
     run = on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / "run", model=model,
                                  training=start, threshold=100.0, check_every=5, label_every=5,
+                                 refit_growth=None,
                                  random_state=4).run()
     assert run.reason == "schedule done"
     assert [(a.info["otf_stage"], a.info["otf_step"]) for a in run.labelled] == [
