@@ -468,12 +468,12 @@ class OnTheFly:
         returns True if it refitted."""
         newest = self.labelled[count - 1]
         self.model.update([newest])
-        refit = False
+        refitted = False
         if self.training is not None:
             result = target_variances(Posterior(self.model),
                                       structure_targets(self.model.terms_, newest))
             if uncertainty_score(result, len(newest), self.score) > self.threshold:
                 self.model = refit(self.model, self.training + self.labelled[:count])
-                refit = True
+                refitted = True
         self._save_model(n_included=count)
-        return refit
+        return refitted
