@@ -214,7 +214,8 @@ class OnTheFly:
 
     Parameters
     ----------
-    model : fitted ``GAP`` holding ``data_factors_`` (a fresh fit, not a loaded file).
+    model : fitted ``GAP`` holding ``data_factors_``: a fit, or a model file loaded with
+        ``gapfit.load`` (model files keep the data factors ``update`` needs).
     oracle : ASE calculator giving reference energies, forces (and stress).
     directory : where the state lives; created if needed. If it already holds a state,
         ``run`` continues from it and ignores ``model`` and the starting atoms.
@@ -345,8 +346,9 @@ class OnTheFly:
     def _start(self, atoms):
         from ase.md.velocitydistribution import thermalize_momenta
         if not hasattr(self.model, "data_factors_"):
-            raise ValueError("OnTheFly needs a freshly fitted model (with data_factors_); a model"
-                             " loaded from a file cannot be updated")
+            raise ValueError("OnTheFly needs a model that can be updated (with data_factors_): a"
+                             " model file written before gapfit stored its data factors cannot;"
+                             " fit it again")
         self.directory.mkdir(parents=True, exist_ok=True)
         atoms = atoms.copy()
         atoms.calc = None
@@ -427,12 +429,12 @@ class OnTheFly:
         returns True if it refitted."""
         newest = self.labelled[count - 1]
         self.model.update([newest])
-        refit = False
+        refitted = False
         if self.training is not None:
             result = target_variances(Posterior(self.model),
                                       structure_targets(self.model.terms_, newest))
             if uncertainty_score(result, len(newest), self.score) > self.threshold:
                 self.model = self.model.refit(self.training + self.labelled[:count])
-                refit = True
+                refitted = True
         self._save_model(n_included=count)
-        return refit
+        return refitted

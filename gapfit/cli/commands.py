@@ -1,7 +1,7 @@
-"""The ``gapfit`` command: fit, eval, md and select, each a thin layer over the library.
+"""The ``gapfit`` command: fit, eval, md, select and otf, each a thin layer over the library.
 
 Every subcommand parses its arguments and calls library functions
-(``gapfit.cli.settings``, ``gapfit.evaluate``, ``gapfit.validate``,
+(``gapfit.cli.settings``, ``gapfit.cli.otf_settings``, ``gapfit.evaluate``, ``gapfit.validate``,
 ``gapfit.md``, ``gapfit.active``). Errors in the user's files (missing, truncated, corrupted)
 end the command with a one-line message on standard error and exit status 1;
 usage errors exit with status 2.
@@ -48,6 +48,27 @@ settings file (TOML; YAML with PyYAML), every entry optional, flags override it:
   gapfit md cu.gap cu.xyz --repeat 3 3 3 --ensemble npt --pressure 0 -o npt.xyz --log npt.log""",
     "select": """examples:
   gapfit select cu.gap pool.xyz -n 20 -o to_label.xyz""",
+    "otf": """examples:
+  gapfit otf otf.toml                 # run; run again after a kill to continue where it stopped
+  gapfit otf otf.toml -o run2 --max-calls 50
+
+settings file (TOML; paths relative to it):
+  start = "start.xyz"              # start structures
+  model = "cu.gap"                 # optional: continue it; else fit [gap]/[[terms]] to the
+                                   # oracle-labelled start structures
+  training = ["train.xyz"]         # optional: the model's training data (allows refits)
+  output = "otf_run"
+  [oracle]
+  calculator = "ase.calculators.emt:EMT"   # module:Class or module:factory
+  arguments = {}
+  [learning]
+  threshold = 3.0                  # x the model's force sigma (threshold_unit = "eV/A": absolute)
+  check_every = 1
+  max_oracle_calls = 200
+  [[stages]]
+  ensemble = "nvt"                 # nvt, npt or nve
+  temperature = 300.0              # K; also pressure (GPa), timestep (fs), friction (1/fs),
+  steps = 1000                     # structure (index of a start structure to begin from)""",
 }
 
 
@@ -253,6 +274,22 @@ def _add_select(subparsers):
     parser.set_defaults(handler=command_select)
 
 
+def _add_otf(subparsers):
+    parser = subparsers.add_parser(
+        "otf", help="on-the-fly learning along an MD schedule, calling an oracle when unsure",
+        epilog=EXAMPLES["otf"], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Drive MD with a GAP through a temperature/pressure schedule; label the frames "
+                    "whose force uncertainty exceeds the threshold with the oracle (an ASE "
+                    "calculator), learn them and go on (gapfit.on_the_fly). Writes the final model "
+                    "(model.gap) and every labelled frame (labelled.xyz) to the run folder; after "
+                    "an interruption the same command continues the run.")
+    parser.add_argument("settings", help="settings file (TOML)")
+    parser.add_argument("-o", "--output", help="run folder (default: the settings' output)")
+    parser.add_argument("--max-calls", type=int, help="budget of oracle calls (overrides the file)")
+    _common(parser)
+    parser.set_defaults(handler=command_otf)
+
+
 def build_parser():
     from .. import __version__
     parser = argparse.ArgumentParser(
@@ -263,6 +300,7 @@ def build_parser():
     _add_eval(subparsers)
     _add_md(subparsers)
     _add_select(subparsers)
+    _add_otf(subparsers)
     return parser
 
 
@@ -513,6 +551,18 @@ def command_select(args):
     print("selected configurations (index in the pool): " + " ".join(map(str, indices)))
     io.write(args.output, chosen)
     log.info("%d configurations written to %s", len(chosen), args.output)
+    return 0
+
+
+# ----------------------------------------------------------------------------- otf
+def command_otf(args):
+    from .otf_settings import build_run, read_otf_settings
+    run = build_run(read_otf_settings(args.settings), output=args.output,
+                    max_oracle_calls=args.max_calls)
+    result = run.run()
+    print(f"on the fly: {result.reason}; {result.oracle_calls} oracle calls, {result.refits} "
+          f"refits; model {result.directory / 'model.gap'}, labelled frames "
+          f"{result.directory / 'labelled.xyz'}")
     return 0
 
 

@@ -1,5 +1,7 @@
 """What a model file holds for a GAP: its settings, species, e0, noise model, fitted terms,
 recipe and arrays, and the GAP rebuilt from them (the file format itself is ``model_file``)."""
+import numpy as np
+
 from ..fit.baselines import ZBL, make_repulsion
 from ..fit.noise import NoiseModel
 from .model_file import ModelFileError
@@ -31,7 +33,33 @@ def model_arrays(model):
         arrays[f"term{index}_sparse_channels"] = term.sparse_channels_
         for name, value in term.state_arrays().items():
             arrays[f"term{index}_state_{name}"] = value
+    # what ``update`` needs to add data later (on the fly): the per-kind data R factors
+    for kind, factor in getattr(model, "data_factors_", {}).items():
+        arrays.update(factor_arrays(kind, factor))
     return arrays
+
+
+def factor_arrays(kind, factor):
+    """A square upper-triangular R factor as its packed upper triangle (half the bytes),
+    any other as it is."""
+    factor = np.asarray(factor)
+    if factor.ndim == 2 and factor.shape[0] == factor.shape[1] and not np.tril(factor, -1).any():
+        return {f"data_triangle_{kind}": factor[np.triu_indices(len(factor))]}
+    return {f"data_factor_{kind}": factor}
+
+
+def stored_factors(arrays):
+    """{kind: R factor} of the arrays ``factor_arrays`` wrote, in their stored order."""
+    factors = {}
+    for name, value in arrays.items():
+        if name.startswith("data_factor_"):
+            factors[name[len("data_factor_"):]] = value
+        elif name.startswith("data_triangle_"):
+            size = int(round((np.sqrt(8 * len(value) + 1) - 1) / 2))
+            factor = np.zeros((size, size))
+            factor[np.triu_indices(size)] = value
+            factors[name[len("data_triangle_"):]] = factor
+    return factors
 
 
 def model_header(model):
@@ -107,6 +135,9 @@ def model_from_file_contents(estimator_class, path, header, arrays):
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]
+    factors = stored_factors(arrays)
+    if factors:  # files before they were stored load as predict-only models
+        model.data_factors_ = factors
     model.shortest_distances_ = {(int(z_i), int(z_j)): float(r)
                                  for z_i, z_j, r in header.get("shortest_distances", [])}
     if not model.shortest_distances_:

@@ -4,6 +4,7 @@ Reference labels travel on each Atoms as a SinglePointCalculator: energy in eV, 
 stress in eV/Å³ with ASE's sign (positive = tensile) in Voigt order (xx, yy, zz, yz, xz, xy).
 """
 import json
+import os
 from pathlib import Path
 
 import ase.io
@@ -299,6 +300,15 @@ def write(path, atoms_list):
         atoms_list = [atoms_list]
     text = "".join(_frame_text(atoms) for atoms in atoms_list)
     Path(path).write_text(text)
+
+
+def append(path, atoms):
+    """Append one structure with its labels to an extended XYZ file (as ``write``), flushed
+    and synced to disk before returning: an append-only record that survives a crash."""
+    with open(path, "a") as stream:
+        stream.write(_frame_text(atoms))
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 # ----------------------------------------------------------------------------- mlearn

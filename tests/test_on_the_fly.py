@@ -1,0 +1,286 @@
+"""On-the-fly learning along a schedule: loaded models that update, the append-only labelled set,
+and a run killed with SIGKILL that continues without losing a labelled frame."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import gapfit
+from gapfit.active import on_the_fly
+from gapfit.cli import otf_settings
+from gapfit.cli import main
+
+from conftest import make_cu_structures
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pair_model(**kwargs):
+    return gapfit.GAP(terms=[gapfit.TwoBody(cutoff=4.5, n_sparse=15, theta=0.8)], random_state=0,
+                      **kwargs)
+
+
+# ------------------------------------------------------------------ loaded models
+
+def test_a_loaded_model_updates_exactly_as_the_fitted_one(tmp_path):
+    data = make_cu_structures(4, seed=7, repeat=(2, 1, 1))
+    fitted = pair_model(optimize_hyperparameters=True).fit(data[:2])
+    fitted.save(tmp_path / "m.gap")
+    loaded = gapfit.load(tmp_path / "m.gap")
+    assert loaded.noise_ == fitted.noise_ and fitted.noise_.scales != {}
+    assert list(loaded.data_factors_) == list(fitted.data_factors_)
+    for kind, factor in fitted.data_factors_.items():  # stored as packed triangles, exactly
+        assert np.array_equal(loaded.data_factors_[kind], factor)
+    fitted.update(data[2:])
+    loaded.update(data[2:])
+    assert np.allclose(loaded.alpha_, fitted.alpha_, rtol=1e-10, atol=1e-12 * abs(fitted.alpha_).max())
+    # and the optimised scales weigh the new data: without them the update differs
+    plain = gapfit.load(tmp_path / "m.gap")
+    plain.noise_ = dataclasses.replace(plain.noise_, scales={})
+    plain.update(data[2:])
+    assert not np.allclose(plain.alpha_, fitted.alpha_, rtol=1e-6)
+
+
+def test_a_model_file_without_data_factors_is_refused_with_a_reason(tmp_path):
+    model = pair_model().fit(make_cu_structures(2, seed=8, repeat=(2, 1, 1)))
+    del model.data_factors_
+    with pytest.raises(ValueError, match="data factors"):
+        on_the_fly.OnTheFlyRun(object(), [bulk("Cu", cubic=True)], [on_the_fly.Stage(steps=1)],
+                               tmp_path / "run", model=model).run()
+
+
+# ------------------------------------------------------------------ the labelled set on disk
+
+def test_a_frame_cut_short_is_dropped_and_appending_goes_on(tmp_path):
+    frames = make_cu_structures(3, seed=9, repeat=(1, 1, 1))
+    path = tmp_path / "labelled.xyz"
+    for atoms in frames[:2]:
+        gapfit.io.append(path, atoms)
+    whole = path.read_text()
+    partial = (tmp_path / "one.xyz")
+    gapfit.io.write(partial, frames[2:])
+    path.write_text(whole + partial.read_text()[:-40])  # the third frame, cut by a kill
+    read = on_the_fly.read_complete_frames(path)
+    assert len(read) == 2 and path.read_text() == whole
+    assert np.array_equal(read[1].get_forces(), frames[1].get_forces())
+    gapfit.io.append(path, frames[2])
+    again = on_the_fly.read_complete_frames(path)
+    assert len(again) == 3 and np.array_equal(again[2].positions, frames[2].positions)
+
+
+def test_the_threshold_is_a_multiple_of_the_fitted_force_sigma():
+    model = pair_model(force_sigma=0.04).fit(make_cu_structures(2, seed=10, repeat=(2, 1, 1)))
+    assert on_the_fly.noise_level(model) == pytest.approx(0.04)
+    model.noise_ = model.noise_.with_scales({"forces": 2.5})
+    assert on_the_fly.noise_level(model) == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------------ gapfit otf, killed and resumed
+
+SETTINGS = """
+start = "start.xyz"
+output = "run"
+[oracle]
+calculator = "ase.calculators.emt:EMT"
+[learning]
+threshold = {threshold}
+check_every = 5
+checkpoint_every = 5
+seed = 3
+[gap]
+force_sigma = 0.05
+random_state = 0
+[[terms]]
+type = "TwoBody"
+cutoff = 4.5
+n_sparse = 15
+theta = 0.8
+[[stages]]
+temperature = 600.0
+steps = 60
+timestep = 2.0
+[[stages]]
+temperature = 1200.0
+steps = 60
+timestep = 2.0
+"""
+
+
+def write_case(folder, threshold):
+    folder.mkdir(parents=True, exist_ok=True)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1))
+    del atoms[3]
+    atoms.rattle(0.05, seed=1)
+    gapfit.io.write(folder / "start.xyz", [atoms])
+    (folder / "otf.toml").write_text(SETTINGS.format(threshold=threshold))
+    return folder / "otf.toml"
+
+
+def otf_process(settings):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "gapfit.cli", "otf", str(settings), "-q"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def frames_on_disk(path):
+    """Complete frames in labelled.xyz without touching the file (the run may be writing)."""
+    text = path.read_text() if path.exists() else ""
+    lines, count, position = text.split("\n"), 0, 0
+    while position < len(lines) and lines[position].strip():
+        position += 2 + int(lines[position])
+        if position >= len(lines):
+            break
+        count += 1
+    return count
+
+
+def test_otf_killed_mid_run_continues_and_keeps_every_labelled_frame(tmp_path):
+    settings = write_case(tmp_path, threshold=1.0)
+    labelled = tmp_path / "run" / "labelled.xyz"
+    kills, processes = 0, 0
+    for wanted in (3, 5):  # kill twice, after a few more oracle calls each time
+        process = otf_process(settings)
+        processes += 1
+        deadline = time.time() + 1200
+        while frames_on_disk(labelled) < wanted and process.poll() is None:
+            assert time.time() < deadline, "the run did not reach the oracle calls in time"
+            time.sleep(0.05)
+        if process.poll() is not None:
+            process.communicate()
+            break  # finished before this kill: the run needed fewer calls
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        before = gapfit.io.read(labelled, index=f":{frames_on_disk(labelled)}")
+        assert len(before) >= wanted
+        state = json.loads((tmp_path / "run" / "settings.json").read_text())
+        assert state["threshold"] == 1.0
+    assert kills >= 1
+    process = otf_process(settings)
+    processes += 1
+    out, err = process.communicate(timeout=1800)
+    assert process.returncode == 0, err.decode()
+    assert "schedule done" in out.decode()
+    after = gapfit.io.read(labelled)
+    assert len(after) >= len(before)
+    for a, b in zip(before, after):  # every frame labelled before the kills is still there
+        assert np.array_equal(a.positions, b.positions)
+        assert np.array_equal(a.get_forces(), b.get_forces())
+    assert [a.info["otf_call"] for a in after] == list(range(1, len(after) + 1))
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["finished"] == "schedule done" and state["stage"] == 2
+    model = gapfit.load(tmp_path / "run" / "model.gap")
+    assert model.n_training_structures_ == len(after)  # start structure + every oracle label
+    log = (tmp_path / "run" / "otf.log").read_text().splitlines()
+    calls = [line for line in log if ": stage " in line and " call " in line]
+    restarts = [line for line in log if " restart: " in line]
+    assert len(restarts) == processes - 1  # every process after the first continued the run
+    # one line per call that ran through (a kill between the label and its line loses the line)
+    assert len(after) - 1 - kills <= len(calls) <= len(after) - 1
+
+
+def test_otf_stops_when_the_budget_is_spent(tmp_path):
+    settings = write_case(tmp_path, threshold=0.2)
+    assert main(["otf", str(settings), "--max-calls", "3", "-q"]) == 0
+    run = tmp_path / "run"
+    assert len(gapfit.io.read(run / "labelled.xyz")) == 3
+    state = json.loads((run / "state.json").read_text())
+    assert state["finished"] == "oracle budget spent"
+    # run again: nothing more to do, the finished run is reported as it ended
+    assert main(["otf", str(settings), "--max-calls", "3", "-q"]) == 0
+    assert len(gapfit.io.read(run / "labelled.xyz")) == 3
+
+
+def test_otf_settings_errors_name_the_problem(tmp_path, capsys):
+    settings = write_case(tmp_path, threshold=1.0)
+    text = settings.read_text()
+    settings.write_text(text.replace("ase.calculators.emt:EMT", "ase.calculators.emt:Nope"))
+    assert main(["otf", str(settings)]) == 1
+    assert "has no Nope" in capsys.readouterr().err
+    settings.write_text(text.replace("timestep = 2.0", "timestep = 2.0\ntemprature = 5", 1))
+    assert main(["otf", str(settings)]) == 1
+    assert "stage 0 has unknown setting 'temprature'" in capsys.readouterr().err
+    # a run folder with another schedule is not continued
+    settings.write_text(text)
+    write_case(tmp_path, threshold=1.0)
+    assert main(["otf", str(settings), "--max-calls", "2", "-q"]) == 0
+    settings.write_text(text.replace("steps = 60", "steps = 80", 1))
+    assert main(["otf", str(settings)]) == 1
+    assert "other settings (stages)" in capsys.readouterr().err
+
+
+def test_oracle_factory_with_arguments():
+    calculator = otf_settings.make_oracle("ase.calculators.lj:LennardJones", {"sigma": 2.3})
+    assert calculator.parameters.sigma == 2.3
+    with pytest.raises(ValueError, match="module:Class"):
+        otf_settings.make_oracle("EMT", {})
+
+
+def test_frame_uncertainty_is_the_largest_posterior_force_std():
+    data = make_cu_structures(2, seed=11, repeat=(2, 1, 1))
+    model = pair_model().fit(data[:1])
+    stds = model.predict_variances(data[1:])[0].forces_std
+    assert on_the_fly.frame_uncertainty(model, data[1])[0] == pytest.approx(stds.max(), rel=1e-10)
+    rms, _ = on_the_fly.frame_uncertainty(model, data[1], score="forces_rms")
+    assert rms == pytest.approx(np.sqrt(np.mean(stds ** 2)), rel=1e-10)
+
+
+def test_a_fixed_interval_labels_every_kth_step_and_a_loaded_model_goes_on(tmp_path):
+    from ase.calculators.emt import EMT
+    start = make_cu_structures(1, seed=12, repeat=(2, 2, 1), rattle=0.05)
+    pair_model().fit(start).save(tmp_path / "start.gap")
+    model = gapfit.load(tmp_path / "start.gap")  # a model from a file continues
+    stages = [on_the_fly.Stage(steps=20, temperature_K=500.0, timestep_fs=2.0),
+              on_the_fly.Stage(steps=10, temperature_K=900.0, timestep_fs=2.0)]
+    run = on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / "run", model=model,
+                                 training=start, threshold=100.0, check_every=5, label_every=5,
+                                 refit_growth=None,
+                                 random_state=4).run()
+    assert run.reason == "schedule done"
+    assert [(a.info["otf_stage"], a.info["otf_step"]) for a in run.labelled] == [
+        (0, 5), (0, 10), (0, 15), (0, 20), (1, 5), (1, 10)]
+    assert run.model.n_training_structures_ == 1 + 6
+    replay = gapfit.load(tmp_path / "start.gap").update(run.labelled)  # no refit at 100 sigma
+    # (coefficients of this small pair model cancel strongly, so compare predictions)
+    for atoms in run.labelled[::3]:
+        expected = replay.predict_structure(atoms).forces
+        assert np.allclose(run.model.predict_structure(atoms).forces, expected, rtol=1e-6,
+                           atol=1e-6 * abs(expected).max())
+    trajectory = gapfit.io.read(tmp_path / "run" / "trajectory.xyz")
+    assert all("model_forces" in frame.arrays for frame in trajectory if frame.info["otf_step"])
+
+
+def test_the_python_on_the_fly_continues_a_loaded_model(tmp_path):
+    from ase.calculators.emt import EMT
+    from gapfit.active import OnTheFly
+    start = make_cu_structures(1, seed=13, repeat=(2, 2, 1), rattle=0.05)
+    pair_model().fit(start).save(tmp_path / "start.gap")
+    loaded = gapfit.load(tmp_path / "start.gap")
+    run = OnTheFly(loaded, EMT(), tmp_path / "run", threshold=0.01, check_every=10,
+                   temperature_K=800.0, timestep_fs=2.0, random_state=5).run(start[0], 30)
+    assert len(run.labelled) >= 1
+    assert run.model.n_training_structures_ == 1 + len(run.labelled)
+
+
+def test_the_local_source_reads_the_driving_calculators_forces_std():
+    data = make_cu_structures(2, seed=14, repeat=(2, 1, 1))
+    model = pair_model().fit(data[:1])
+    atoms = data[1].copy()
+    atoms.calc = gapfit.GAPCalculator(model, uncertainty="local")
+    atoms.get_forces()
+    reported = atoms.calc.results["forces_std"]
+    value, _ = on_the_fly.frame_uncertainty(model, atoms, source="local")
+    assert value == np.max(reported)
+    bare = data[1].copy()  # without such a calculator: one is made for the frame
+    bare.calc = None
+    assert on_the_fly.frame_uncertainty(model, bare, source="local")[0] == pytest.approx(value)
+    with pytest.raises(ValueError, match="unknown uncertainty source"):
+        on_the_fly.frame_uncertainty(model, bare, source="exact")
