@@ -2,7 +2,6 @@
 
 Plain arrays in and out; ``gapfit.neighbors.SkinNeighborList`` calls it on every MD step.
 """
-import numpy as np
 from numba import njit
 
 
