@@ -4,6 +4,9 @@
                                                         # gapfit scaling up to ~10,000 atoms
     python benchmarks/md_speed.py --workdir /tmp/mdspeed   # keep (and reuse) both fitted models
     python benchmarks/md_speed.py --no-quip --scaling 4 8   # gapfit only, quick look
+    python benchmarks/md_speed.py --workdir /tmp/mdspeed --before /tmp/md_old --rounds 5
+        # also time an older gapfit tree (e.g. ``git archive d75a0f9 | tar -x -C /tmp/md_old``)
+        # against this one on the same model, alternating, best of 5 rounds each
 
 Recipe (``../shared/ANCHORS.md``): 2-body (cutoff 5 Å, 20 sparse points) + SOAP (n_max 8,
 l_max 6, r_cut 5 Å, sigma 0.5 Å, zeta 4, 1,000 CUR sparse points), fitted by gapfit and by
@@ -16,9 +19,16 @@ cache. Both run on ``--threads`` threads (default 1: one core each, numba, BLAS 
 limited alike), the issue's yardstick; wall time is what an MD user waits, CPU time (this
 process, all threads) the cost in core time, and the two differ when the machine is busy.
 The cost of ``uncertainty=True`` (posterior stds of energy, local energies and forces) is
-reported relative to a plain call at the smallest size.
+reported relative to a plain call at the smallest size. With ``--before`` the 128 and 1,024
+atom rows are also timed for an older source tree and for this one, each in its own
+process (same script, same saved model, ``PYTHONPATH`` choosing the gapfit), alternating,
+and the best of ``--rounds`` is shown: on a shared machine only such interleaved minima
+compare.
 """
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -130,6 +140,58 @@ def agreement(model, gp_file, atoms):
     return 1e3 * np.sqrt(np.mean((ours - quip_forces[0]) ** 2))
 
 
+def time_tree(tree, model_path, repeats, calls, displacement, threads):
+    """{atoms: (wall, cpu) µs/atom} of the gapfit in source tree ``tree``, in a new process."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--time-only", str(model_path),
+               "--threads", str(threads), "--calls", str(calls), "--displacement",
+               str(displacement), "--repeats", *map(str, repeats)]
+    environment = dict(os.environ, PYTHONPATH=str(tree))
+    for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        environment.setdefault(name, str(threads))
+    output = subprocess.run(command, env=environment, check=True, capture_output=True,
+                            text=True).stdout
+    return {int(size): tuple(times) for size, times in json.loads(output.splitlines()[-1]).items()}
+
+
+def time_only(model_path, args):
+    """The --time-only mode: one JSON line {atoms: [wall, cpu]} for a saved model."""
+    import gapfit
+    import numba
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(limits=args.threads)
+    model = gapfit.load(model_path)
+    result = {}
+    for repeat in args.repeats:
+        atoms = bcc_supercell(repeat)
+        result[len(atoms)] = time_calls(atoms.copy(), gapfit_timer(model), args.calls,
+                                        args.displacement)
+    print(json.dumps(result))
+    return 0
+
+
+def before_and_after(before, model_path, args):
+    """Best-of-rounds µs/atom of an older tree and of this one, timed alternately."""
+    this_tree = Path(__file__).resolve().parents[1]
+    trees = {"before": Path(before).resolve(), "after": this_tree}
+    best = {name: {} for name in trees}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            for size, times in time_tree(tree, model_path, args.repeats, args.calls,
+                                         args.displacement, args.threads).items():
+                previous = best[name].get(size, (np.inf, np.inf))
+                best[name][size] = (min(previous[0], times[0]), min(previous[1], times[1]))
+    print(f"\nbefore ({trees['before']}) and after ({this_tree}), best of {args.rounds} "
+          f"alternating rounds of {args.calls} calls, µs per atom per call")
+    print(f"{'atoms':>7}{'before wall':>13}{'after wall':>12}{'before cpu':>12}"
+          f"{'after cpu':>11}{'after/before cpu':>18}")
+    for size in best["after"]:
+        old, new = best["before"][size], best["after"][size]
+        print(f"{size:>7}{old[0]:>13.1f}{new[0]:>12.1f}{old[1]:>12.1f}{new[1]:>11.1f}"
+              f"{new[1] / old[1]:>18.2f}", flush=True)
+    return best["after"]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=MLEARN)
@@ -148,7 +210,14 @@ def main(argv=None):
     parser.add_argument("--no-quip", action="store_true", help="gapfit rows only")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numba, BLAS and OpenMP (default 1: one core each)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="an older gapfit source tree to time against this one")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of --before timings (best is shown)")
+    parser.add_argument("--time-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.time_only is not None:
+        return time_only(args.time_only, args)
     limit_threads(args.threads)
 
     train_path = args.data_dir / "Mo_train.json"
@@ -166,6 +235,8 @@ def main(argv=None):
         print("QUIP rows skipped: quippy-ase (quippy.potential and gap_fit) is not installed; "
               "pip install quippy-ase to compare")
     gp_file = fit_quip(train, args.n_sparse, workdir / "quip") if use_quip else None
+    if args.before is not None:
+        before_and_after(args.before, workdir / "gapfit_mo.gap", args)
 
     print(f"\nenergy+forces+stress per call, µs per atom ({args.calls} calls, "
           f"{args.displacement} Å moves between calls, {args.threads} thread(s))")

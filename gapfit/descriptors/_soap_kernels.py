@@ -266,9 +266,20 @@ def _expand_centre(start, stop, self_species, vectors, pair_species, n_species, 
     """Coefficients c[s, lm, n] of one centre (pairs start:stop) into workspace[9], keeping
     the neighbours' geometry, weights, exponentials and solid harmonics (with gradients if
     requested) in the workspace."""
-    exponents, prefactors, norms, recurrence, _, _ = basis
-    geometry, weights, arguments, exps, scratch, _, _, harmonic_work, partial, coeffs, \
-        counts = workspace
+    _pair_basis(start, stop, vectors, pair_species, l_max, n_max, basis, weighting,
+                with_gradients, workspace)
+    _contract_coefficients(start, stop - start, self_species, pair_species, n_species, l_max,
+                           n_max, basis, weighting, workspace)
+
+
+@njit(cache=True)
+def _pair_basis(start, stop, vectors, pair_species, l_max, n_max, basis, weighting,
+                with_gradients, workspace):
+    """The neighbours' geometry, weights, per-species counts, exponentials and solid
+    harmonics (with gradients if requested) of one centre (pairs start:stop), into the
+    workspace: all of the expansion but the sum over neighbours."""
+    exponents, _, norms, recurrence, _, _ = basis
+    geometry, weights, arguments, exps, scratch, _, _, harmonic_work, _, _, counts = workspace
     count = stop - start
     n_lk = (l_max + 1) * n_max
     counts[:] = 0
@@ -299,6 +310,17 @@ def _expand_centre(start, stop, self_species, vectors, pair_species, n_species, 
     solid_harmonics(geometry[0], geometry[1], geometry[2], geometry[3], count, l_max, norms,
                     recurrence, harmonics, harmonic_gradients, with_gradients, harmonic_work)
 
+
+@njit(cache=True)
+def _contract_coefficients(start, count, self_species, pair_species, n_species, l_max, n_max,
+                           basis, weighting, workspace):
+    """c[s, lm, n] (workspace[9]) of one centre from what ``_pair_basis`` left in the
+    workspace, plus the centre's own Gaussian when it has a species index (>= 0)."""
+    _, prefactors, norms, _, _, _ = basis
+    weights, scratch, partial, coeffs, counts = (workspace[1], workspace[4], workspace[8],
+                                                 workspace[9], workspace[10])
+    n_lk = (l_max + 1) * n_max
+    harmonics, _ = _harmonics(workspace, count, l_max)
     radial_terms = _exps(workspace, count, l_max, n_max)
     weighted = scratch[:n_lk * count].reshape((l_max + 1, n_max, count))
     partial[:] = 0.0
@@ -351,13 +373,18 @@ def _power_spectrum(coeffs, ps_prefactors, l_max, n_max, n_species, sums, out):
 
 @njit(cache=True)
 def _features_of_centres(first, last, offsets, vectors, pair_species, centre_species, n_species,
-                         l_max, n_max, basis, weighting, features):
+                         l_max, n_max, basis, weighting, features, kept_coefficients):
+    """Power spectra of centres first:last; with a non-empty kept_coefficients
+    (n_centres, n_species, n_lm, n_max) their expansion coefficients are kept there too."""
     workspace = _centre_workspace(n_species, l_max, n_max, _max_pairs(offsets))
     sums = np.empty(n_max)
+    keep = kept_coefficients.shape[0] > 0
     for i in range(first, last):
         _expand_centre(offsets[i], offsets[i + 1], centre_species[i], vectors, pair_species,
                        n_species, l_max, n_max, basis, weighting, False, workspace)
         _power_spectrum(workspace[9], basis[4], l_max, n_max, n_species, sums, features[i])
+        if keep:
+            kept_coefficients[i] = workspace[9]
 
 
 @njit(cache=True)
@@ -537,7 +564,10 @@ def _fold_adjoint(adjoint, species, basis, l_max, n_max, folded, folded_slope):
 @njit(cache=True)
 def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_species,
                          n_species, l_max, n_max, basis, weighting, d_energy_d_features,
-                         d_energy_d_vectors):
+                         d_energy_d_vectors, kept_coefficients):
+    """∂E/∂(pair vector) of the pairs of centres first:last. With a non-empty
+    kept_coefficients (as ``_features_of_centres`` left them) the coefficients are read
+    from there and only the per-neighbour basis values are recomputed."""
     n_lm = (l_max + 1) * (l_max + 1)
     max_pairs = max(_max_pairs(offsets), 1)
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
@@ -553,9 +583,15 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
         count = offsets[i + 1] - start
         if count == 0:
             continue
-        _expand_centre(start, offsets[i + 1], centre_species[i], vectors, pair_species,
-                       n_species, l_max, n_max, basis, weighting, True, workspace)
-        _coefficient_adjoint(d_energy_d_features[i], workspace[9], basis[4], l_max, n_max,
+        if kept_coefficients.shape[0] > 0:
+            _pair_basis(start, offsets[i + 1], vectors, pair_species, l_max, n_max, basis,
+                        weighting, True, workspace)
+            coeffs = kept_coefficients[i]
+        else:
+            _expand_centre(start, offsets[i + 1], centre_species[i], vectors, pair_species,
+                           n_species, l_max, n_max, basis, weighting, True, workspace)
+            coeffs = workspace[9]
+        _coefficient_adjoint(d_energy_d_features[i], coeffs, basis[4], l_max, n_max,
                              n_species, adjoint)
         radial_terms = _exps(workspace, count, l_max, n_max)
         harmonics, harmonic_gradients = _harmonics(workspace, count, l_max)
@@ -597,14 +633,17 @@ BACKWARD = 2
 @njit(cache=True, parallel=True)
 def soap_kernel(mode, offsets, vectors, pair_species, centre_species, n_species, l_max, n_max,
                 basis, weighting, n_blocks, features, pair_gradients, d_energy_d_features,
-                d_energy_d_vectors):
+                d_energy_d_vectors, kept_coefficients):
     """The one parallel entry point (a single prange keeps numba's compile time down):
 
-    FEATURES: fills features (n_centres, n_features) with the power spectrum of every centre.
+    FEATURES: fills features (n_centres, n_features) with the power spectrum of every centre;
+        a non-empty kept_coefficients (n_centres, n_species, n_lm, n_max) receives the
+        expansion coefficients c[s, lm, n] as well (for a later BACKWARD).
     FEATURES_AND_GRADIENTS: also fills pair_gradients (n_pairs, 3, n_features) with
         ∂q_centre/∂r_neighbour (feature units per Å).
     BACKWARD: fills d_energy_d_vectors (n_pairs, 3) with ∂E/∂(pair vector) in eV/Å given
-        d_energy_d_features = ∂E/∂q (n_centres, n_features).
+        d_energy_d_features = ∂E/∂q (n_centres, n_features); with a non-empty
+        kept_coefficients (as FEATURES left them, same pairs) the expansion is not redone.
     Arrays a mode does not use may be empty. Centres are split into n_blocks contiguous
     blocks; each block writes only its own centres' and pairs' rows.
     """
@@ -618,7 +657,8 @@ def soap_kernel(mode, offsets, vectors, pair_species, centre_species, n_species,
         last = starts[block + 1]
         if mode == FEATURES:
             _features_of_centres(first, last, offsets, vectors, pair_species, centre_species,
-                                 n_species, l_max, n_max, basis, weighting, features)
+                                 n_species, l_max, n_max, basis, weighting, features,
+                                 kept_coefficients)
         elif mode == FEATURES_AND_GRADIENTS:
             _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_species,
                                   n_species, l_max, n_max, basis, weighting, features,
@@ -626,4 +666,4 @@ def soap_kernel(mode, offsets, vectors, pair_species, centre_species, n_species,
         else:
             _backward_of_centres(first, last, offsets, vectors, pair_species, centre_species,
                                  n_species, l_max, n_max, basis, weighting,
-                                 d_energy_d_features, d_energy_d_vectors)
+                                 d_energy_d_features, d_energy_d_vectors, kept_coefficients)

@@ -72,6 +72,19 @@ class Descriptor:
         (``gapfit.structures.neighbors.build_neighbor_list(atoms, self.cutoff)``)."""
         raise NotImplementedError
 
+    def forward(self, atoms, neighbor_list):
+        """(LocalEnvironments without gradients, state): the features and what
+        ``backward_from`` needs for their vector-Jacobian product. This generic version
+        keeps only its inputs, so that ``backward_from`` is ``backward``; a descriptor whose
+        backward would redo work of the forward pass overrides both to keep that work."""
+        return self.compute(atoms, neighbor_list, gradients=False), (atoms, neighbor_list)
+
+    def backward_from(self, state, d_energy_d_features):
+        """``backward`` for the structure and neighbour list ``forward`` saw (``state`` is
+        its second result)."""
+        atoms, neighbor_list = state
+        return self.backward(atoms, neighbor_list, d_energy_d_features)
+
     def backward(self, atoms, neighbor_list, d_energy_d_features):
         """Chain rule from ∂E/∂q (n_envs, n_features) to ∂E/∂(pair vector).
 
@@ -112,6 +125,14 @@ class ScaledDescriptor(Descriptor):
         if env.pair_gradients is not None:
             env.pair_gradients = env.pair_gradients * self.scale
         return env
+
+    def forward(self, atoms, neighbor_list):
+        env, state = self.descriptor.forward(atoms, neighbor_list)
+        env.features = env.features * self.scale
+        return env, state
+
+    def backward_from(self, state, d_energy_d_features):
+        return self.descriptor.backward_from(state, d_energy_d_features * self.scale)
 
     def backward(self, atoms, neighbor_list, d_energy_d_features):
         return self.descriptor.backward(atoms, neighbor_list, d_energy_d_features * self.scale)

@@ -6,6 +6,7 @@ in MD) come with it. One weighting dscribe lacks: "cosine" (GAP's cutoff functio
 up to r0 - d and c (1 + cos(pi (r - r0 + d) / d)) / 2 from there to 0 at r0.
 """
 import copy
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -75,6 +76,17 @@ def _radius_from_weighting(weighting):
     if function == "exp":
         return weighting["r0"] * np.log(weighting["c"] / weighting["threshold"] - weighting["d"])
     raise ValueError("SOAP: give r_cut or a weighting function to infer it from")
+
+
+@dataclass
+class SOAPForwardState:
+    """What ``SOAPDescriptor.forward`` keeps for ``backward_from``: the structure's formula
+    (for messages), the kernel inputs (pairs by centre, CSR offsets, species indices) and
+    the expansion coefficients (n_atoms, n_species, (l_max+1)², n_max) in dscribe's units."""
+
+    formula: str
+    inputs: tuple
+    coefficients: np.ndarray
 
 
 def _n_blocks():
@@ -204,7 +216,8 @@ class SOAPDescriptor(Descriptor):
                 offsets, pair_species, centre_species)
 
     def _run(self, mode, offsets, vectors, pair_species, centre_species, features=None,
-             pair_gradients=None, d_energy_d_features=None, d_energy_d_vectors=None):
+             pair_gradients=None, d_energy_d_features=None, d_energy_d_vectors=None,
+             kept_coefficients=None):
         """Call the numba kernel in ``mode``; outputs it does not use are empty arrays."""
         empty_2d = np.empty((0, 0))
         kernels.soap_kernel(
@@ -213,7 +226,8 @@ class SOAPDescriptor(Descriptor):
             empty_2d if features is None else features,
             np.empty((0, 0, 0)) if pair_gradients is None else pair_gradients,
             empty_2d if d_energy_d_features is None else d_energy_d_features,
-            empty_2d if d_energy_d_vectors is None else d_energy_d_vectors)
+            empty_2d if d_energy_d_vectors is None else d_energy_d_vectors,
+            np.empty((0, 0, 0, 0)) if kept_coefficients is None else kept_coefficients)
 
     def compute(self, atoms, neighbor_list, gradients=False):
         """SOAP of every atom of ``atoms`` (one environment per atom).
@@ -241,6 +255,46 @@ class SOAPDescriptor(Descriptor):
                                  pair_vectors=vectors, pair_gradients=pair_gradients,
                                  **environments)
 
+    def forward(self, atoms, neighbor_list):
+        """Features (as ``compute`` without gradients) and a ``SOAPForwardState`` that keeps
+        the kernel inputs and every centre's expansion coefficients, so that
+        ``backward_from`` forms the vector-Jacobian product without redoing the expansion
+        (the MD path: features, then ∂E/∂q from the kernel, then forces)."""
+        inputs = self._kernel_inputs(atoms, neighbor_list)
+        centers, neighbors, vectors, offsets, pair_species, centre_species = inputs
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        features = np.empty((len(atoms), self.n_features))
+        n_lm = (self.l_max + 1) ** 2
+        coefficients = np.empty((len(atoms), len(self.species), n_lm, self.n_max))
+        self._run(kernels.FEATURES, offsets, vectors, pair_species, centre_species,
+                  features=features, kept_coefficients=coefficients)
+        environments = LocalEnvironments(features=features,
+                                         center_atoms=np.arange(len(atoms), dtype=np.int64),
+                                         channels=numbers.copy())
+        return environments, SOAPForwardState(atoms.get_chemical_formula(), inputs,
+                                              coefficients)
+
+    def backward_from(self, state, d_energy_d_features):
+        """``backward`` for the structure and neighbour list that ``forward`` saw (``state``
+        is what it returned), reusing its expansion coefficients; same results."""
+        centers, neighbors, vectors, offsets, pair_species, centre_species = state.inputs
+        d_energy_d_features = self._checked_upstream(state.formula, len(offsets) - 1,
+                                                     d_energy_d_features)
+        d_energy_d_vectors = np.empty((len(centers), 3))
+        self._run(kernels.BACKWARD, offsets, vectors, pair_species, centre_species,
+                  d_energy_d_features=d_energy_d_features,
+                  d_energy_d_vectors=d_energy_d_vectors, kept_coefficients=state.coefficients)
+        return centers, neighbors, vectors, d_energy_d_vectors
+
+    def _checked_upstream(self, formula, n_atoms, d_energy_d_features):
+        d_energy_d_features = np.ascontiguousarray(d_energy_d_features, dtype=np.float64)
+        expected = (n_atoms, self.n_features)
+        if d_energy_d_features.shape != expected:
+            raise ValueError(f"SOAP backward on {formula}: "
+                             f"d_energy_d_features has shape {d_energy_d_features.shape}, "
+                             f"expected {expected}")
+        return d_energy_d_features
+
     def backward(self, atoms, neighbor_list, d_energy_d_features):
         """Vector-Jacobian product for forces: given ∂E/∂q (n_atoms, n_features) in eV per
         feature unit, return (pair_envs, pair_neighbors, pair_vectors,
@@ -252,12 +306,8 @@ class SOAPDescriptor(Descriptor):
         """
         centers, neighbors, vectors, offsets, pair_species, centre_species = \
             self._kernel_inputs(atoms, neighbor_list)
-        d_energy_d_features = np.ascontiguousarray(d_energy_d_features, dtype=np.float64)
-        expected = (len(atoms), self.n_features)
-        if d_energy_d_features.shape != expected:
-            raise ValueError(f"SOAP backward on {atoms.get_chemical_formula()}: "
-                             f"d_energy_d_features has shape {d_energy_d_features.shape}, "
-                             f"expected {expected}")
+        d_energy_d_features = self._checked_upstream(atoms.get_chemical_formula(), len(atoms),
+                                                     d_energy_d_features)
         d_energy_d_vectors = np.empty((len(centers), 3))
         self._run(kernels.BACKWARD, offsets, vectors, pair_species, centre_species,
                   d_energy_d_features=d_energy_d_features,

@@ -9,6 +9,10 @@ from numba import njit, prange
 from ..descriptors._soap_kernels import exp_of_nonpositive
 
 
+# pairs whose exponentials ``cutoff_squared_exponential_energies`` computes at once
+PAIR_CHUNK = 512
+
+
 @njit(cache=True)
 def _integer_power(x, exponent):
     result = 1.0
@@ -64,28 +68,45 @@ def cutoff_squared_exponential_energies(distances, sparse_distances, weights, th
     """
     inverse_theta2 = 1.0 / (theta * theta)
     n_sparse = sparse_distances.shape[0]
-    arguments = np.empty(n_sparse)
-    gaussians = np.empty(n_sparse)
-    scratch = np.empty(n_sparse)
-    for p in range(distances.shape[0]):
-        r = distances[p]
-        f, df = _cosine_cutoff(r, cutoff, transition_width)
-        if f == 0.0:
-            energies[p] = 0.0
-            d_energy_d_distances[p] = 0.0
-            continue
-        for m in range(n_sparse):
-            difference = r - sparse_distances[m]
-            arguments[m] = -0.5 * difference * difference * inverse_theta2
-        exp_of_nonpositive(arguments, gaussians, scratch, n_sparse)
-        total = 0.0
-        slope = 0.0
-        for m in range(n_sparse):
-            term = weights[m] * gaussians[m]
-            total += term
-            slope -= term * (r - sparse_distances[m]) * inverse_theta2
-        energies[p] = f * total
-        d_energy_d_distances[p] = df * total + f * slope
+    n_pairs = distances.shape[0]
+    # the exponentials of PAIR_CHUNK pairs at a time, in one vectorised call
+    chunk = min(PAIR_CHUNK, n_pairs)
+    arguments = np.empty(chunk * n_sparse)
+    gaussians = np.empty(chunk * n_sparse)
+    scratch = np.empty(chunk * n_sparse)
+    cutoffs = np.empty((chunk, 2))
+    for first in range(0, n_pairs, PAIR_CHUNK):
+        last = min(first + PAIR_CHUNK, n_pairs)
+        count = 0
+        for p in range(first, last):
+            r = distances[p]
+            f, df = _cosine_cutoff(r, cutoff, transition_width)
+            cutoffs[p - first, 0] = f
+            cutoffs[p - first, 1] = df
+            if f == 0.0:
+                continue
+            for m in range(n_sparse):
+                difference = r - sparse_distances[m]
+                arguments[count + m] = -0.5 * difference * difference * inverse_theta2
+            count += n_sparse
+        exp_of_nonpositive(arguments, gaussians, scratch, count)
+        offset = 0
+        for p in range(first, last):
+            f = cutoffs[p - first, 0]
+            if f == 0.0:
+                energies[p] = 0.0
+                d_energy_d_distances[p] = 0.0
+                continue
+            r = distances[p]
+            total = 0.0
+            slope = 0.0
+            for m in range(n_sparse):
+                term = weights[m] * gaussians[offset + m]
+                total += term
+                slope -= term * (r - sparse_distances[m]) * inverse_theta2
+            offset += n_sparse
+            energies[p] = f * total
+            d_energy_d_distances[p] = cutoffs[p - first, 1] * total + f * slope
 
 
 @njit(cache=True)

@@ -137,11 +137,11 @@ class TermPredictor:
         """Add this term's local energies (eV), forces (eV/Å) and virial (eV, 3×3, not yet
         symmetrised) for ``atoms`` with a neighbour list covering ``self.cutoff``."""
         nl = within(neighbor_list, self.cutoff)
-        environments = self.descriptor.compute(atoms, nl, gradients=False)
+        environments, state = self.descriptor.forward(atoms, nl)
         env_energies, d_energy_d_features = self.energies_and_gradients(environments)
         kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
-        pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward(
-            atoms, nl, d_energy_d_features)
+        pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward_from(
+            state, d_energy_d_features)
         centers = np.ascontiguousarray(environments.center_atoms[pair_envs])
         kernels.add_forces_and_virial(centers, np.ascontiguousarray(pair_neighbors),
                                       np.ascontiguousarray(pair_vectors, dtype=np.float64),

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _neighbor_kernels as kernels
+
 try:  # vesin is a fast C++ cell list; ASE's pure-numpy list is the fallback
     from vesin import NeighborList as _VesinNeighborList
 except ImportError:  # pragma: no cover - exercised only without vesin
@@ -117,7 +119,7 @@ class SkinNeighborList:
         self.skin = float(skin)
         self.n_searches = 0
         self._reference = None  # positions, cell, pbc, numbers at the last search
-        self._pairs = None  # centres, neighbours, integer cell shifts within cutoff + skin
+        self._pairs = None  # centres, neighbours, cell shifts (S @ cell, Å) within cutoff + skin
 
     def _is_valid_for(self, atoms, positions, cell):
         if self._reference is None:
@@ -138,13 +140,26 @@ class SkinNeighborList:
         positions = np.array(atoms.positions, dtype=np.float64)
         cell = np.array(atoms.cell.array, dtype=np.float64)
         if not self._is_valid_for(atoms, positions, cell):
-            self._pairs = _search(atoms, self.cutoff + self.skin)
+            centers, neighbors, shifts = _search(atoms, self.cutoff + self.skin)
+            # the cell is fixed while the list is reused: its shift vectors are too
+            shift_vectors = np.ascontiguousarray(shifts @ cell if shifts.any()
+                                                 else np.zeros(shifts.shape))
+            self._pairs = (centers, neighbors, shift_vectors)
             self._reference = (positions, cell, np.array(atoms.pbc), np.array(atoms.numbers))
             self.n_searches += 1
-        centers, neighbors, shifts = self._pairs
-        vectors, distances = _pair_vectors(positions, cell, centers, neighbors, shifts)
-        return within(NeighborList(centers, neighbors, vectors, distances, len(atoms)),
-                      self.cutoff)
+        centers, neighbors, shift_vectors = self._pairs
+        n_pairs = len(centers)
+        kept_centers = np.empty(n_pairs, dtype=np.int64)
+        kept_neighbors = np.empty(n_pairs, dtype=np.int64)
+        vectors = np.empty((n_pairs, 3))
+        # a margin on the squared cutoff; the exact test is on the lengths computed below
+        kept = kernels.pair_vectors_within(positions, centers, neighbors, shift_vectors,
+                                           (self.cutoff * (1.0 + 1e-9)) ** 2, kept_centers,
+                                           kept_neighbors, vectors)
+        vectors = vectors[:kept]
+        distances = np.sqrt(np.einsum("pa,pa->p", vectors, vectors))
+        return within(NeighborList(kept_centers[:kept], kept_neighbors[:kept], vectors,
+                                   distances, len(atoms)), self.cutoff)
 
 
 def within(neighbor_list, cutoff):
