@@ -7,8 +7,8 @@ from ase.build import bulk
 
 import gapfit
 from gapfit.descriptors.soap import SOAPDescriptor
-from gapfit.neighbors import build_neighbor_list
-from gapfit.prediction import StructurePredictor, TermPredictor
+from gapfit.structures.neighbors import build_neighbor_list
+from gapfit.predict.predictor import StructurePredictor, TermPredictor
 
 from conftest import finite_difference_forces, finite_difference_stress, make_cu_structures
 
