@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _soap_kernels as soap_kernels
+from .numerics import cosine_cutoff_scalar, exp_of_nonpositive
 
 # Terms of the power series of G_l kept in the reciprocal table (enough for x up to ~200).
 _SERIES_TERMS = 600
@@ -85,19 +86,6 @@ def scaled_bessel(x, big_l, out, reciprocals, double_factorials, threshold):
         out[1] = (x * (1.0 + e2) - (1.0 - e2)) * 0.5 * inverse_x2 / x
         for l in range(1, big_l):
             out[l + 1] = (out[l - 1] - (2.0 * l + 1.0) * out[l]) * inverse_x2
-
-
-@njit(cache=True)
-def cosine_cutoff(r, cutoff, width):
-    """QUIP's cutoff f(r) and df/dr (Å^-1): 1 up to cutoff - width, a half cosine to 0 at
-    cutoff, 0 beyond."""
-    if r >= cutoff:
-        return 0.0, 0.0
-    start = cutoff - width
-    if r <= start:
-        return 1.0, 0.0
-    phase = np.pi * (r - start) / width
-    return 0.5 * (1.0 + np.cos(phase)), -0.5 * np.pi / width * np.sin(phase)
 
 
 @njit(cache=True)
@@ -205,7 +193,7 @@ def _expand_centre(start, stop, self_species, vectors, pair_species, l_max, n_ma
         z = vectors[p, 2]
         r2 = x * x + y * y + z * z
         r = np.sqrt(r2)
-        f, df = cosine_cutoff(r, cutoff, width)
+        f, df = cosine_cutoff_scalar(r, cutoff, width)
         geometry[0, q] = x
         geometry[1, q] = y
         geometry[2, q] = z
@@ -229,7 +217,7 @@ def _expand_centre(start, stop, self_species, vectors, pair_species, l_max, n_ma
             arguments[q] = r * b
             gauss[q] = -0.5 * (r - centre) * (r - centre) * inverse_sigma2
             gauss_slope[q] = -(r - centre) * inverse_sigma2
-        soap_kernels.exp_of_nonpositive(gauss, gauss, extra[0], count)
+        exp_of_nonpositive(gauss, gauss, extra[0], count)
         scaled_bessel_batch(arguments, count, big_l, values, reciprocals, double_factorials,
                             threshold, extra)
         power = 1.0

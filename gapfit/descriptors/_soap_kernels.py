@@ -18,57 +18,13 @@ blocks; a block writes only the rows of its own centres and their pairs.
 import numpy as np
 from numba import njit, prange
 
+from .numerics import cosine_cutoff_scalar, exp_of_nonpositive
+
 WEIGHT_NONE = 0
 WEIGHT_POLY = 1
 WEIGHT_POW = 2
 WEIGHT_EXP = 3
 WEIGHT_COSINE = 4
-
-_LN2_HIGH = 6.93147180369123816490e-01
-_LN2_LOW = 1.90821492927058770002e-10
-_LOG2_E = 1.4426950408889634
-# Adding 1.5 * 2^52 rounds to an integer held in the low mantissa bits.
-_ROUNDING_SHIFT = 6755399441055744.0
-_ROUNDING_SHIFT_BITS = 0x4338000000000000
-_SMALLEST_ARGUMENT = -708.0
-
-
-@njit(cache=True)
-def exp_of_nonpositive(arguments, out, scratch, count):
-    """out[:count] = exp(arguments[:count]) for arguments <= 0, to within 1 ulp.
-
-    A branch-free Cody-Waite reduction (x = k ln2 + r, |r| <= ln2 / 2), a degree-13 Taylor
-    polynomial and 2^k built from its exponent bits, so that the loops vectorise (libm's
-    exp does not). Arguments below -708 are clamped: exp(-708) ~ 3e-308 stands for them.
-    ``scratch`` is a float64 work array of length >= count.
-    """
-    bits = scratch.view(np.int64)
-    for i in range(count):
-        x = arguments[i]
-        x = x if x > _SMALLEST_ARGUMENT else _SMALLEST_ARGUMENT
-        shifted = x * _LOG2_E + _ROUNDING_SHIFT
-        k = shifted - _ROUNDING_SHIFT
-        r = (x - k * _LN2_HIGH) - k * _LN2_LOW
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        out[i] = p * r + 1.0
-        scratch[i] = shifted
-    for i in range(count):
-        bits[i] = (bits[i] - _ROUNDING_SHIFT_BITS + 1023) << 52
-    for i in range(count):
-        out[i] *= scratch[i]
-
 
 @njit(cache=True)
 def weight_and_derivative(r, weighting):
@@ -101,13 +57,8 @@ def weight_and_derivative(r, weighting):
         return c / denominator, dw
     if kind == WEIGHT_COSINE:
         # c inside r0 - d, a half cosine from c down to 0 over the last d Å before r0
-        if r >= r0:
-            return 0.0, 0.0
-        start = r0 - d
-        if r <= start:
-            return c, 0.0
-        phase = np.pi * (r - start) / d
-        return 0.5 * c * (1.0 + np.cos(phase)), -0.5 * c * np.pi / d * np.sin(phase)
+        value, slope = cosine_cutoff_scalar(r, r0, d)
+        return c * value, c * slope
     if kind == WEIGHT_EXP:
         decay = np.exp(-r / r0)
         denominator = d + decay

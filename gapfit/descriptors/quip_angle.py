@@ -10,7 +10,8 @@ cutoff is f(r_ij) f(r_ik) (QUIP's cosine cutoff; r_jk is not cut). Z selects the
 import numpy as np
 
 from .base import Descriptor
-from .quip_common import (CutoffLocalEnvironments, cosine_cutoff, optional_atomic_number,
+from .numerics import cosine_cutoff
+from .quip_common import (CutoffLocalEnvironments, optional_atomic_number,
                           validated_cutoff)
 from .quip_pair import species_pair_mask
 

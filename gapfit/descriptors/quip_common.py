@@ -34,21 +34,6 @@ def optional_atomic_number(species, what):
     return atomic_number(species, what)
 
 
-def cosine_cutoff(distances, cutoff, width):
-    """QUIP's cutoff f(r) and df/dr (Å^-1) for an array of distances (Å): 1 up to
-    cutoff - width, ½(1 + cos(π (r - cutoff + width) / width)) to 0 at cutoff, 0 beyond."""
-    distances = np.asarray(distances, dtype=np.float64)
-    value = np.where(distances < cutoff, 1.0, 0.0)
-    slope = np.zeros_like(distances)
-    if width > 0:
-        start = cutoff - width
-        taper = (distances > start) & (distances < cutoff)
-        phase = np.pi * (distances[taper] - start) / width
-        value[taper] = 0.5 * (1.0 + np.cos(phase))
-        slope[taper] = -0.5 * np.pi / width * np.sin(phase)
-    return value, slope
-
-
 def validated_cutoff(cutoff, width, what):
     """(cutoff, width) as floats, with 0 < cutoff and 0 <= width <= cutoff (Å)."""
     cutoff = float(cutoff)

@@ -9,7 +9,8 @@ covariance_cutoff = f(r), QUIP's cosine cutoff over the last ``cutoff_transition
 import numpy as np
 
 from .base import Descriptor
-from .quip_common import (CutoffLocalEnvironments, cosine_cutoff, optional_atomic_number,
+from .numerics import cosine_cutoff
+from .quip_common import (CutoffLocalEnvironments, optional_atomic_number,
                           validated_cutoff)
 
 

@@ -16,6 +16,8 @@ two raw feature sets (``covariance``) and the mixed second derivative
 """
 import numpy as np
 
+from ..descriptors.numerics import cosine_cutoff
+
 
 class NormalizedDotProduct:
     """k(q, s) = (q̂ · ŝ)^ζ with q̂ = q/|q|: the SOAP kernel of GAP.
@@ -86,19 +88,6 @@ def _unit_and_tangent(features, jacobians):
     along = np.einsum("nid,nd->ni", jacobians, unit)
     tangent = (jacobians - along[:, :, None] * unit[:, None, :]) / safe[:, None, None]
     return unit, tangent
-
-
-def cosine_cutoff(distance, cutoff, transition_width):
-    """GAP's smooth cutoff: 1 below cutoff - width, cosine to 0 at the cutoff (Å).
-
-    Returns the value and its derivative with respect to distance (1/Å).
-    """
-    start = cutoff - transition_width
-    x = np.clip((distance - start) / transition_width, 0.0, 1.0)
-    value = 0.5 * (1.0 + np.cos(np.pi * x))
-    slope = np.where((x > 0.0) & (x < 1.0),
-                     -0.5 * np.pi / transition_width * np.sin(np.pi * x), 0.0)
-    return value, slope
 
 
 class CutoffSquaredExponential:

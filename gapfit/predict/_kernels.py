@@ -6,7 +6,7 @@ Plain arrays in and out; the Python side (``gapfit.predict.predictor``) chooses 
 import numpy as np
 from numba import njit, prange
 
-from ..descriptors._soap_kernels import exp_of_nonpositive
+from ..descriptors.numerics import cosine_cutoff_scalar, exp_of_nonpositive
 
 
 # pairs whose exponentials ``cutoff_squared_exponential_energies`` computes at once
@@ -47,18 +47,6 @@ def dot_product_energies(projections, norms, coefficients, zeta, energies):
 
 
 @njit(cache=True)
-def _cosine_cutoff(distance, cutoff, transition_width):
-    start = cutoff - transition_width
-    x = (distance - start) / transition_width
-    if x <= 0.0:
-        return 1.0, 0.0
-    if x >= 1.0:
-        return 0.0, 0.0
-    return (0.5 * (1.0 + np.cos(np.pi * x)),
-            -0.5 * np.pi / transition_width * np.sin(np.pi * x))
-
-
-@njit(cache=True)
 def cutoff_squared_exponential_energies(distances, sparse_distances, weights, theta, cutoff,
                                         transition_width, energies, d_energy_d_distances):
     """Pair energies E_p = f(r_p) Σ_m a_m exp(-(r_p - x_m)² / 2θ²) and dE_p/dr_p (eV/Å).
@@ -80,7 +68,7 @@ def cutoff_squared_exponential_energies(distances, sparse_distances, weights, th
         count = 0
         for p in range(first, last):
             r = distances[p]
-            f, df = _cosine_cutoff(r, cutoff, transition_width)
+            f, df = cosine_cutoff_scalar(r, cutoff, transition_width)
             cutoffs[p - first, 0] = f
             cutoffs[p - first, 1] = df
             if f == 0.0:

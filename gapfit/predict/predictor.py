@@ -14,7 +14,8 @@ import numba
 import numpy as np
 
 from . import _kernels as kernels
-from ..gp.kernels import CutoffSquaredExponential, NormalizedDotProduct, cosine_cutoff
+from ..descriptors.numerics import cosine_cutoff
+from ..gp.kernels import CutoffSquaredExponential, NormalizedDotProduct
 from ..fit.threads import single_thread
 from ..structures.neighbors import SkinNeighborList, build_neighbor_list, within
 
