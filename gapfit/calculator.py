@@ -1,4 +1,5 @@
-"""ASE calculator around a fitted GAP: energy, free_energy, energies, forces, stress."""
+"""ASE calculator around a fitted GAP: energy, free_energy, energies, forces, stress, and
+posterior uncertainties (full or at MD cost)."""
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from sklearn.utils.validation import check_is_fitted
 
@@ -7,14 +8,41 @@ from .prediction import StructurePredictor
 
 # changes after which the structure is checked again (geometry and species)
 _STRUCTURAL_CHANGES = {"numbers", "cell", "pbc"}
+# results of uncertainty="full" (gapfit.variance) and of uncertainty="local"
+_FULL_RESULTS = ("energy_std", "energy_latent_std", "energies_std", "forces_std",
+                 "forces_latent_std")
+_LOCAL_RESULTS = ("energies_std", "forces_score", "forces_latent_score")
+UNCERTAINTY_MODES = (False, True, "full", "local")
 
 
 class GAPCalculator(Calculator):
     """Adapts a fitted ``gapfit.GAP`` to ASE (eV, eV/Å, eV/Å³ in ASE's sign and Voigt order).
 
-    With ``uncertainty=True`` the results also hold posterior standard deviations
-    (``gapfit.variance``): ``energy_std`` (eV), ``energies_std`` (per atom, eV) and
-    ``forces_std`` (N×3, eV/Å).
+    ``uncertainty`` adds posterior standard deviations to every call:
+
+    - ``"local"`` (at MD cost, ≤ 2× a plain call; ``gapfit.local_uncertainty``):
+      ``energies_std`` (N,) eV, the exact latent std of each local energy, and the force
+      score ``forces_score`` (N,) eV/Å, predictive: sqrt(κ² (var E_i + Σ_neighbours var E_j)
+      + σ_F²), one value standing for each of the atom's three components, with its latent
+      part ``forces_latent_score``. κ is learnt per model so that the score's mean square
+      matches the mean latent force variance on training structures: it ranks atoms and has
+      the right overall size, but it is not the force std atom by atom.
+    - ``True`` or ``"full"`` (``gapfit.variance``, tens of times a plain call): ``forces_std``
+      (N, 3) eV/Å and ``energy_std`` eV, predictive, i.e. sqrt(latent variance + noise²) with
+      the model's fitted force sigma σ_F and energy sigma σ_E·√N (after evidence scaling):
+      what a prediction's error against a label should be compared with; their latent parts
+      (the uncertainty of the model's function alone) as ``forces_latent_std`` and
+      ``energy_latent_std``; and ``energies_std`` as above.
+
+    ``local_tolerance`` τ (None: ``gapfit.local_uncertainty.CALCULATOR_TOLERANCE``, 0.01)
+    drops the directions of the posterior the data barely constrain from the cheap path:
+    local variances are then overstated by at most τ/(1 - τ) of themselves (1 % by default;
+    0 for the exact values).
+
+    Local energies are never labelled, so ``energies_std`` is latent in both modes. Any of
+    these results can also be asked for on its own (``get_property("forces_std")``) with
+    any setting: it is then computed for that call. All are listed in
+    ``implemented_properties``.
 
     ``skin`` (Å) is the margin of the neighbour list kept between calls: it is searched
     at the model's cutoff + skin and reused, with only its pair vectors recomputed, until
@@ -22,27 +50,68 @@ class GAPCalculator(Calculator):
     (``gapfit.neighbors.SkinNeighborList``). Results are the same as without reuse.
     """
 
-    implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
+    implemented_properties = ("energy", "free_energy", "energies", "forces", "stress",
+                              "energy_std", "energy_latent_std", "energies_std", "forces_std",
+                              "forces_latent_std", "forces_score", "forces_latent_score")
 
-    def __init__(self, model, uncertainty=False, skin=0.5, **kwargs):
+    def __init__(self, model, uncertainty=False, skin=0.5, local_tolerance=None, **kwargs):
+        if not any(uncertainty is mode or (isinstance(mode, str) and uncertainty == mode)
+                   for mode in UNCERTAINTY_MODES):
+            raise ValueError(f"GAPCalculator: uncertainty must be False, True, 'full' or "
+                             f"'local', not {uncertainty!r}")
         super().__init__(**kwargs)
         self.model = model
         self.uncertainty = uncertainty
         self.skin = skin
+        self.local_tolerance = local_tolerance
         self._posterior = None
         self._predictor = None
+        self._local = None
+
+    def _wants(self, properties):
+        """(full, local): which uncertainty paths this call runs."""
+        wanted = set(properties)
+        full = self.uncertainty is True or self.uncertainty == "full"
+        local = self.uncertainty == "local"
+        full = full or bool(wanted & (set(_FULL_RESULTS) - set(_LOCAL_RESULTS)))
+        local = local or bool(wanted & {"forces_score", "forces_latent_score"})
+        if "energies_std" in wanted and not (full or local):
+            local = True
+        return full, local
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        have_prediction = not system_changes and "energy" in self.results
+        previous = dict(self.results) if have_prediction else {}
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        full, local = self._wants(properties)
         if self._predictor is None or not self._predictor.is_current(self.model):
             check_is_fitted(self.model, "alpha_")
             self._predictor = StructurePredictor.from_model(self.model, skin=self.skin)
             system_changes = all_changes
+            have_prediction, previous = False, {}
         if _STRUCTURAL_CHANGES.intersection(system_changes):
             # overlapping atoms are caught on every call by the predictor itself
             check_structures([atoms], species=self.model.species_, min_distance=None)
-        prediction = self._predictor.predict(atoms)
+        if have_prediction and not (local and "forces_score" not in previous):
+            self.results = previous  # same atoms: only a missing full uncertainty to add
+        else:
+            self._predict(atoms, properties, local)
+            self.results = {**previous, **self.results}
+        if full and "forces_std" not in self.results:
+            self._add_full_uncertainty(atoms)
+
+    def _predict(self, atoms, properties, local):
+        if local:
+            from .local_uncertainty import CALCULATOR_TOLERANCE, LocalUncertaintyPredictor
+            if self._local is None or not self._local.is_current(self.model):
+                tolerance = (CALCULATOR_TOLERANCE if self.local_tolerance is None
+                             else self.local_tolerance)
+                self._local = LocalUncertaintyPredictor(self.model, skin=self.skin,
+                                                        tolerance=tolerance)
+            prediction, uncertainty = self._local.predict(atoms)
+        else:
+            prediction = self._predictor.predict(atoms)
         self.results = {
             "energy": prediction.energy,
             "free_energy": prediction.energy,
@@ -55,14 +124,23 @@ class GAPCalculator(Calculator):
         elif "stress" in properties:
             raise PropertyNotImplementedError(
                 "stress needs a structure periodic in all three directions")
-        if self.uncertainty:
-            self._add_uncertainty(atoms)
+        if local:
+            self.results["energies_std"] = uncertainty.energies_latent_std
+            self.results["forces_score"] = uncertainty.forces_score
+            self.results["forces_latent_score"] = uncertainty.forces_latent_score
 
-    def _add_uncertainty(self, atoms):
+    def _add_full_uncertainty(self, atoms):
+        import numpy as np
+        from .local_uncertainty import noise_levels
         from .variance import Posterior, structure_variance
         if self._posterior is None or not self._posterior.is_current(self.model):
             self._posterior = Posterior(self.model)
         result = structure_variance(self.model, atoms, self._posterior)
-        self.results["energy_std"] = result.energy_std
+        force_noise, energy_noise = noise_levels(self.model)
+        forces = np.maximum(result.forces, 0.0)
+        energy = max(result.energy, 0.0)
+        self.results["energy_latent_std"] = result.energy_std
+        self.results["energy_std"] = float(np.sqrt(energy + len(atoms) * energy_noise ** 2))
         self.results["energies_std"] = result.local_energies_std
-        self.results["forces_std"] = result.forces_std
+        self.results["forces_latent_std"] = result.forces_std
+        self.results["forces_std"] = np.sqrt(forces + force_noise ** 2)

@@ -65,6 +65,9 @@ def _header(model, arrays):
         "settings": params, "species": model.species_, "units": UNITS,
         "e0": {str(z): value for z, value in model.e0_.items()},
         "n_training_structures": model.n_training_structures_,
+        # noise scaling of an evidence fit and the cheap force score's scale (1/Å)
+        "sigma_scales": {kind: float(v) for kind, v in getattr(model, "sigma_scales_", {}).items()},
+        "force_score_scale": getattr(model, "force_score_scale_", None),
         "checksums": {name: _digest(array) for name, array in arrays.items()},
     }
 
@@ -133,4 +136,8 @@ def load_model(path):
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]
+    if header.get("sigma_scales"):
+        model.sigma_scales_ = {kind: float(v) for kind, v in header["sigma_scales"].items()}
+    if header.get("force_score_scale") is not None:
+        model.force_score_scale_ = float(header["force_score_scale"])
     return model
