@@ -101,9 +101,8 @@ def uncertainty_job(model_path, repeat, mode, n_calls, displacement, threads):
     model = gapfit.load(model_path)
     uncertainty = {"plain": False, "local": "local", "full": True}[mode]
     calculate = gapfit_timer(model, uncertainty=uncertainty)
-    calculate(bcc_supercell(4, seed=1))  # compile and warm up on 128 atoms
+    calculate(bcc_supercell(4, seed=1))  # compile, build the per-model factors, warm up
     atoms = bcc_supercell(repeat)
-    calculate = gapfit_timer(model, uncertainty=uncertainty)
     before = process_memory_mb("VmRSS")
     rng = np.random.default_rng(0)
     wall = cpu = 0.0
