@@ -24,6 +24,14 @@ atom rows are also timed for an older source tree and for this one, each in its 
 process (same script, same saved model, ``PYTHONPATH`` choosing the gapfit), alternating,
 and the best of ``--rounds`` is shown: on a shared machine only such interleaved minima
 compare.
+
+Uncertainty table (``--uncertainty-repeats``, default 128, 1,024 and 5,488 atoms): per
+atom per call, wall and CPU time and the peak memory of a plain call, of
+``uncertainty="local"`` (exact local-energy stds and the cheap force score, target ≤ 2× plain)
+and of ``uncertainty=True`` (full force stds, target: cost per atom flat in size, memory
+linear). Each (mode, size) runs in a fresh process (``_memory.measure_call``), warmed up on a
+128-atom cell first; "call MB" is its peak resident memory minus the resident memory just
+before the timed calls (model, structure and interpreter excluded).
 """
 import argparse
 import json
@@ -89,6 +97,54 @@ def fit_quip(train, n_sparse, workdir):
     fit = quip.run_gap_fit(train, workdir, n_sparse_soap=n_sparse)
     print(f"QUIP model: gap_fit took {fit['wall_s']:.0f} s, model {fit['gp_file']}")
     return Path(fit["gp_file"])
+
+
+def process_memory_mb(key):
+    """This process's resident memory (VmRSS) or its peak (VmHWM), MB (Linux)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 / 1e6 for line in status
+                    if line.startswith(key + ":"))
+
+
+def uncertainty_job(model_path, repeat, mode, n_calls, displacement, threads):
+    """(wall µs/atom, cpu µs/atom, peak MB, call MB) of ``n_calls`` calls of one uncertainty
+    mode ("plain", "local" or "full") on bcc_supercell(repeat); run in a fresh process."""
+    import gapfit
+    limit_threads(threads)
+    model = gapfit.load(model_path)
+    uncertainty = {"plain": False, "local": "local", "full": True}[mode]
+    calculate = gapfit_timer(model, uncertainty=uncertainty)
+    calculate(bcc_supercell(4, seed=1))  # compile, build the per-model factors, warm up
+    atoms = bcc_supercell(repeat)
+    before = process_memory_mb("VmRSS")
+    rng = np.random.default_rng(0)
+    wall = cpu = 0.0
+    for _ in range(n_calls):
+        atoms.positions = atoms.positions + rng.normal(scale=displacement, size=(len(atoms), 3))
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        calculate(atoms)
+        wall += time.perf_counter() - wall_start
+        cpu += time.process_time() - cpu_start
+    per_call = 1e6 / n_calls / len(atoms)
+    peak = process_memory_mb("VmHWM")
+    return wall * per_call, cpu * per_call, peak, peak - before
+
+
+def uncertainty_table(model_path, repeats, calls, displacement, threads):
+    from _memory import measure_call
+    print("\nuncertainty per call (fresh process per row; µs per atom; MB)")
+    print(f"{'atoms':>7}{'mode':>7}{'wall':>10}{'cpu':>10}{'× plain':>9}{'peak MB':>9}"
+          f"{'call MB':>9}")
+    for repeat in repeats:
+        n_atoms = len(bcc_supercell(repeat))
+        plain = None
+        for mode in ("plain", "local", "full"):
+            n = calls if mode != "full" else (2 if n_atoms <= 200 else 1)
+            (wall, cpu, peak, call), _, _ = measure_call(uncertainty_job, str(model_path), repeat,
+                                                         mode, n, displacement, threads)
+            plain = plain or cpu
+            print(f"{n_atoms:>7}{mode:>7}{wall:>10.0f}{cpu:>10.0f}{cpu / plain:>9.2f}"
+                  f"{peak:>9.0f}{call:>9.0f}", flush=True)
 
 
 def time_calls(atoms, calculate, n_calls, displacement, seed=0):
@@ -208,6 +264,10 @@ def main(argv=None):
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the fitted models here and reuse them on the next run")
     parser.add_argument("--no-quip", action="store_true", help="gapfit rows only")
+    parser.add_argument("--uncertainty-repeats", type=int, nargs="*", default=[4, 8, 14],
+                        help="sizes of the uncertainty table (default 128, 1,024, 5,488 atoms)")
+    parser.add_argument("--only-uncertainty", action="store_true",
+                        help="fit or reuse the gapfit model and print the uncertainty table only")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numba, BLAS and OpenMP (default 1: one core each)")
     parser.add_argument("--before", type=Path, default=None,
@@ -230,6 +290,10 @@ def main(argv=None):
     print(f"training subset Mo_train[::{args.stride}]: {len(train)} configurations, "
           f"{sum(map(len, train))} atoms; workdir {workdir}")
     model = fit_gapfit(train, args.n_sparse, workdir / "gapfit_mo.gap")
+    if args.only_uncertainty:
+        uncertainty_table(workdir / "gapfit_mo.gap", args.uncertainty_repeats, args.calls,
+                          args.displacement, args.threads)
+        return 0
     use_quip = not args.no_quip and quip.have_quip()
     if not args.no_quip and not use_quip:
         print("QUIP rows skipped: quippy-ase (quippy.potential and gap_fit) is not installed; "
@@ -268,13 +332,8 @@ def main(argv=None):
         fresh = time_calls(atoms.copy(), gapfit_timer(model, skin=0.0), calls, args.displacement)
         print(f"{len(atoms):>7}{reused[0]:>9.1f}{reused[1]:>9.1f}{fresh[0]:>20.1f}", flush=True)
 
-    atoms = bcc_supercell(args.repeats[0])
-    plain = time_calls(atoms.copy(), gapfit_timer(model), args.calls, args.displacement)
-    with_std = time_calls(atoms.copy(), gapfit_timer(model, uncertainty=True),
-                          max(1, args.calls // 2), args.displacement)
-    print(f"\nuncertainty=True on {len(atoms)} atoms: {with_std[0]:.0f} µs/atom wall, "
-          f"{with_std[1]:.0f} cpu ({with_std[0] / plain[0]:.1f}× a plain call in wall time, "
-          f"{with_std[1] / plain[1]:.1f}× in CPU time)")
+    uncertainty_table(workdir / "gapfit_mo.gap", args.uncertainty_repeats, args.calls,
+                      args.displacement, args.threads)
     return 0
 
 

@@ -15,7 +15,7 @@ from .model.estimator import GAP  # noqa: E402
 from .model.estimator import load_model as load  # noqa: E402
 from .model.model_file import ModelFileError  # noqa: E402
 from .model.terms import ACSF, SOAP, TwoBody  # noqa: E402
-from .predict.calculator import GAPCalculator  # noqa: E402
+from .md.calculator import GAPCalculator  # noqa: E402
 from .structures import io  # noqa: E402
 from .uncertainty import hyperparameters  # noqa: E402
 

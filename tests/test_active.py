@@ -19,6 +19,7 @@ from conftest import make_cu_structures
 
 def pair_model(**kwargs):
     terms = kwargs.pop("terms", None) or [gapfit.TwoBody(cutoff=4.5, n_sparse=15, theta=0.8)]
+    kwargs.setdefault("optimize_hyperparameters", False)  # the sigmas as stated
     return gapfit.GAP(terms=terms, random_state=0, **kwargs)
 
 

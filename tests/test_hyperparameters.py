@@ -18,6 +18,7 @@ def terms(delta_pair=1.0, delta_soap=0.3):
 
 
 def make_model(energy_sigma=0.02, force_sigma=0.2, virial_sigma=0.1, **kwargs):
+    kwargs.setdefault("optimize_hyperparameters", False)  # the sigmas as stated
     return gapfit.GAP(terms=kwargs.pop("terms", None) or terms(), energy_sigma=energy_sigma,
                       force_sigma=force_sigma, virial_sigma=virial_sigma, sparse_jitter=1e-6,
                       random_state=0, **kwargs)
@@ -106,3 +107,31 @@ def test_fit_option_runs_the_optimisation(data):
                       hyperparameters.log_marginal_likelihood(plain, data), rtol=1e-10)
     assert clone(model).get_params()["optimize_hyperparameters"] == 3.0
     assert model.energy_sigma == 0.2  # settings are not changed by fit
+
+
+def test_default_scale_keeps_predictions_and_maximises_the_evidence_along_the_ray(data):
+    """The default fit multiplies every sigma and delta by one closed-form factor λ: the
+    predictions stay, every latent variance is multiplied by λ², and log p(y) is largest at λ
+    along that ray."""
+    plain = make_model().fit(data)
+    model = make_model(optimize_hyperparameters="scale").fit(data)
+    assert gapfit.GAP().optimize_hyperparameters == "scale"
+    scale = model.hyperparameter_result_["scale"]
+    assert abs(np.log(scale)) > 0.05  # the case is not trivial
+    assert model.noise_.scales == pytest.approx({"energy": scale, "forces": scale, "virial": scale})
+    assert [t.delta for t in model.terms_] == pytest.approx([scale * t.delta for t in plain.terms_])
+    atoms = make_cu_structures(1, seed=42, repeat=(2, 1, 1), symbols=["Cu", "Au"], rattle=0.2)[0]
+    assert np.allclose(model.predict_structure(atoms).forces, plain.predict_structure(atoms).forces,
+                       rtol=1e-8, atol=1e-10)
+    assert np.isclose(model.predict([atoms])[0], plain.predict([atoms])[0], rtol=1e-12)
+    before, after = plain.predict_variances([atoms])[0], model.predict_variances([atoms])[0]
+    assert np.allclose(after.forces, scale ** 2 * before.forces, rtol=1e-6)
+    evidence = [hyperparameters.log_marginal_likelihood(
+        plain, data, sigma_scales={"energy": f, "forces": f, "virial": f}, delta_scales=[f, f])
+        for f in (0.98 * scale, scale, 1.02 * scale)]
+    assert evidence[1] > max(evidence[0], evidence[2])
+    assert np.isclose(evidence[1], model.hyperparameter_result_["log_marginal_likelihood_after"],
+                      rtol=1e-9)
+    assert np.isclose(hyperparameters.log_marginal_likelihood(model, data), evidence[1], rtol=1e-9)
+    with pytest.raises(ValueError, match="optimize_hyperparameters must be"):
+        make_model(optimize_hyperparameters="scaled").fit(data)

@@ -201,7 +201,7 @@ def small_model(terms, **kwargs):
     # sigmas and sparse sets that keep the posterior precision well conditioned: the
     # comparison at 1e-8 is then about the mathematics, not about round-off
     settings = dict(energy_sigma=0.05, force_sigma=0.3, fit_virial=False, sparse_jitter=1e-6,
-                    random_state=0)
+                    random_state=0, optimize_hyperparameters=False)
     settings.update(kwargs)
     return gapfit.GAP(terms=terms, **settings)
 
@@ -266,7 +266,8 @@ def test_variance_vanishes_at_training_data_and_grows_away():
     sigma = 1e-4
     terms = [gapfit.TwoBody(cutoff=5.0, transition_width=1.0, theta=0.5, n_sparse=len(distances))]
     model = gapfit.GAP(terms=terms, energy_sigma=sigma, force_sigma=sigma, fit_virial=False,
-                       e0={"Cu": 0.0}, sparse_jitter=1e-12).fit([dimer(r) for r in distances])
+                       e0={"Cu": 0.0}, sparse_jitter=1e-12,
+                       optimize_hyperparameters=False).fit([dimer(r) for r in distances])
     assert np.allclose(model.terms_[0].sparse_points_[:, 0], distances)
     for result in model.predict_variances([dimer(r) for r in distances]):
         assert result.energy < 2 * sigma ** 2  # the energy sigma of a dimer is sigma·√2
@@ -295,9 +296,17 @@ def test_predict_return_std_and_calculator(tight_model):
     copy.calc = gapfit.GAPCalculator(model, uncertainty=True)
     copy.get_forces()
     results = copy.calc.results
-    assert np.isclose(results["energy_std"], expected.energy_std)
+    assert np.isclose(results["energy_latent_std"], expected.energy_std)
     assert np.allclose(results["energies_std"], expected.local_energies_std)
-    assert np.allclose(results["forces_std"], expected.forces_std)
+    assert np.allclose(results["forces_latent_std"], expected.forces_std)
+    # the predictive stds add the fitted noise: σ_F per component, σ_E·√N for the energy,
+    # the settings' sigmas times the evidence scale of the default fit
+    scale = model.hyperparameter_result_["scale"]
+    assert model.noise_.scales == {"energy": scale, "forces": scale}
+    sigma_f, sigma_e = scale * model.force_sigma, scale * model.energy_sigma
+    assert np.allclose(results["forces_std"] ** 2, expected.forces_std ** 2 + sigma_f ** 2)
+    assert np.isclose(results["energy_std"] ** 2,
+                      expected.energy_std ** 2 + len(atoms) * sigma_e ** 2)
     plain = atoms.copy()
     plain.calc = gapfit.GAPCalculator(model)
     plain.get_forces()

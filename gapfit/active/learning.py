@@ -383,7 +383,7 @@ class OnTheFly:
         atoms : the starting configuration (ignored when the directory holds a state).
         Returns self; ``model``, ``labelled`` and ``step`` hold the outcome.
         """
-        from ..predict.calculator import GAPCalculator
+        from ..md.calculator import GAPCalculator
         atoms = self._restore() if self.has_state() else self._start(atoms)
         posterior = Posterior(self.model)
         while self.step < steps:

@@ -90,13 +90,13 @@ def frame_uncertainty(model, atoms, score="forces", source="full", posterior=Non
     """The force uncertainty of one frame (eV/Å): the largest force-component std
     (``score="forces"``) or their root mean square ("forces_rms").
 
-    source : "full", the exact posterior force std (``gapfit.variance``); "local", whatever
+    source : "full", the exact posterior force std (``gapfit.uncertainty.posterior``); "local", whatever
         ``GAPCalculator(model, uncertainty="local")`` reports as ``forces_std`` (the cheap
         per-atom uncertainty where the calculator has it), read from the results of the
         calculator driving ``atoms`` when it is such a calculator of ``model``. Returns (score, posterior), the
         posterior to pass back in while the model is unchanged.
     """
-    from ..predict.calculator import GAPCalculator
+    from ..md.calculator import GAPCalculator
     if source == "full":
         from ..uncertainty.posterior import Posterior, structure_targets, target_variances
         if posterior is None or not posterior.is_current(model):
@@ -618,7 +618,7 @@ class OnTheFlyRun:
 
     def _calculator(self):
         """The MD's calculator: with the "local" source it also gives the uncertainty."""
-        from ..predict.calculator import GAPCalculator
+        from ..md.calculator import GAPCalculator
         return GAPCalculator(self.model, uncertainty="local" if self.uncertainty == "local" else False)
 
     def _check(self, dynamics, atoms, stage, step, labelling=False):

@@ -79,9 +79,10 @@ class MDResult:
 
 
 def _max_force_std(calc):
-    """Largest entry of the calculator's ``forces_std`` result (eV/Å), or None if it has none."""
+    """Largest entry of the calculator's ``forces_std`` result (eV/Å), else of its cheap
+    ``forces_score`` (``uncertainty="local"``), or None if it has neither."""
     results = getattr(calc, "results", {}) or {}
-    std = results.get("forces_std")
+    std = results.get("forces_std", results.get("forces_score"))
     return None if std is None else float(np.max(np.asarray(std)))
 
 

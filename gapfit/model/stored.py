@@ -76,6 +76,7 @@ def model_header(model):
         "noise": model.noise_.to_dict(),
         "fitted_terms": [term_record(term) for term in model.terms_],
         "fitted_deltas": [term.delta_ for term in model.terms_],
+        "force_score_scale": getattr(model, "force_score_scale_", None),
         "recipe": model.recipe_.to_dict() if hasattr(model, "recipe_") else None,
         "n_training_structures": model.n_training_structures_,
         "shortest_distances": [[z_i, z_j, r] for (z_i, z_j), r in
@@ -135,6 +136,8 @@ def model_from_file_contents(estimator_class, path, header, arrays):
     model.alpha_ = arrays["alpha"]
     model.factor_ = arrays["factor"]
     model.n_training_structures_ = header["n_training_structures"]
+    if header.get("force_score_scale") is not None:
+        model.force_score_scale_ = float(header["force_score_scale"])
     factors = stored_factors(arrays)
     if factors:  # files before they were stored load as predict-only models
         model.data_factors_ = factors

@@ -46,6 +46,25 @@ def dot_product_energies(projections, norms, coefficients, zeta, energies):
         energies[i] = energy
 
 
+@njit(cache=True, parallel=True)
+def dot_product_energies_and_rows(projections, norms, coefficients, zeta, scale, energies, rows):
+    """``dot_product_energies`` that also writes the kernel rows rows[i, m] = scale c_im^ζ
+    (eV with scale = δ²: the local-energy design rows of ``gapfit.uncertainty.local``)."""
+    n_envs, n_sparse = projections.shape
+    for i in prange(n_envs):
+        inverse_norm = 1.0 / norms[i] if norms[i] > 0.0 else 1.0
+        energy = 0.0
+        row = projections[i]
+        for m in range(n_sparse):
+            cosine = row[m] * inverse_norm
+            power = _integer_power(cosine, zeta - 1)
+            weighted = coefficients[m] * power
+            energy += weighted * cosine
+            rows[i, m] = scale * (power * cosine)
+            row[m] = zeta * weighted * inverse_norm
+        energies[i] = energy
+
+
 @njit(cache=True)
 def cutoff_squared_exponential_energies(distances, sparse_distances, weights, theta, cutoff,
                                         transition_width, energies, d_energy_d_distances):
@@ -95,6 +114,30 @@ def cutoff_squared_exponential_energies(distances, sparse_distances, weights, th
             offset += n_sparse
             energies[p] = f * total
             d_energy_d_distances[p] = cutoffs[p - first, 1] * total + f * slope
+
+
+@njit(cache=True)
+def add_cutoff_squared_exponential_rows(distances, sparse_distances, row_weights, theta, cutoff,
+                                        transition_width, row_of_pair, rows):
+    """rows[row_of_pair[p], m] += f(r_p) b_m exp(-(r_p - x_m)² / 2θ²) with b_m = δ² f(x_m):
+    the pair kernel rows summed per atom (eV), as ``cutoff_squared_exponential_energies``."""
+    inverse_theta2 = 1.0 / (theta * theta)
+    n_sparse = sparse_distances.shape[0]
+    arguments = np.empty(n_sparse)
+    gaussians = np.empty(n_sparse)
+    scratch = np.empty(n_sparse)
+    for p in range(distances.shape[0]):
+        r = distances[p]
+        f, _ = cosine_cutoff_scalar(r, cutoff, transition_width)
+        if f == 0.0:
+            continue
+        for m in range(n_sparse):
+            difference = r - sparse_distances[m]
+            arguments[m] = -0.5 * difference * difference * inverse_theta2
+        exp_of_nonpositive(arguments, gaussians, scratch, n_sparse)
+        row = row_of_pair[p]
+        for m in range(n_sparse):
+            rows[row, m] += f * row_weights[m] * gaussians[m]
 
 
 @njit(cache=True)

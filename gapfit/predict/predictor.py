@@ -6,6 +6,8 @@ as the kernel stores them, is prepared once per model); the descriptor's vector-
 product turns ∂E/∂q into ∂E/∂(pair vector), which is scattered into forces and the
 virial. ``StructurePredictor`` keeps those constants and, for MD, a neighbour list with
 a skin (``gapfit.structures.neighbors.SkinNeighborList``) that is reused while atoms move little.
+On request the same pass also writes the local-energy design rows δ² Σ_e k(q_e, s_m) per
+atom (the kernel values it contracts anyway), for ``gapfit.uncertainty.local``.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,12 +31,19 @@ MIN_DISTANCE = 0.5
 
 @dataclass
 class Prediction:
-    """Model output for one structure: eV, eV/Å, eV (virial, 3×3)."""
+    """Model output for one structure: eV, eV/Å, eV (virial, 3×3).
+
+    ``environments`` holds each term's LocalEnvironments (without gradients) and
+    ``neighbor_list`` the NeighborList (model cutoff) when the prediction was asked for
+    local-energy rows, else None.
+    """
 
     local_energies: np.ndarray
     forces: np.ndarray
     virial: np.ndarray
     contact: object = None  # ``baselines.Contact`` closer than the training data, if checked
+    environments: list = None
+    neighbor_list: object = None
 
     @property
     def energy(self):
@@ -48,8 +57,9 @@ def _is_integer(value):
 class _ChannelModel:
     """One channel of one term: its sparse points (as the kernel stores them) and α δ² (eV)."""
 
-    def __init__(self, channel, sparse_points, coefficients):
+    def __init__(self, channel, sparse_points, coefficients, columns=None):
         self.channel = channel
+        self.columns = columns  # slice of the term's columns (sparse points) of this channel
         self.sparse_points = np.ascontiguousarray(sparse_points, dtype=np.float64)
         self.coefficients = np.ascontiguousarray(coefficients, dtype=np.float64)
 
@@ -69,8 +79,10 @@ class TermPredictor:
         self.kernel = term.kernel_
         scale = term.delta_ ** 2
         self.channels = [
-            _ChannelModel(channel, term.sparse_points_[start:stop], scale * alpha[start:stop])
+            _ChannelModel(channel, term.sparse_points_[start:stop], scale * alpha[start:stop],
+                          slice(start, stop))
             for channel, (start, stop) in term.channel_columns_.items()]
+        self.scale = scale
         kernel = self.kernel
         if isinstance(kernel, NormalizedDotProduct) and _is_integer(kernel.zeta):
             self._contract = self._dot_product
@@ -79,14 +91,19 @@ class TermPredictor:
                 cutoff_values, _ = cosine_cutoff(part.sparse_points[:, 0], kernel.cutoff,
                                                  kernel.transition_width)
                 part.pair_weights = np.ascontiguousarray(part.coefficients * cutoff_values)
+                part.row_weights = np.ascontiguousarray(scale * cutoff_values)
                 part.sparse_distances = np.ascontiguousarray(part.sparse_points[:, 0])
             self._contract = self._pair_distance
         else:
             self._contract = self._generic
 
-    def energies_and_gradients(self, environments):
+    def energies_and_gradients(self, environments, local_rows=None):
         """(env_energies (n_envs,) eV, ∂E/∂q (n_envs, n_features) eV per feature unit).
-        Environments of channels without sparse points contribute nothing."""
+        Environments of channels without sparse points contribute nothing.
+
+        local_rows : None or (n_atoms, n_sparse_points) array; δ² k(q_e, s_m) of every
+        environment is added to the row of its centre atom (eV per unit coefficient).
+        """
         features = environments.features
         energies = np.zeros(len(features))
         gradients = np.zeros_like(features)
@@ -98,10 +115,14 @@ class TermPredictor:
                 envs = np.flatnonzero(members)
                 if len(envs) == 0:
                     continue
-            energies[envs], gradients[envs] = self._contract(part, features[envs])
+            rows = None
+            if local_rows is not None:
+                rows = (local_rows[:, part.columns],
+                        np.ascontiguousarray(environments.center_atoms[envs]))
+            energies[envs], gradients[envs] = self._contract(part, features[envs], rows)
         return energies, gradients
 
-    def _dot_product(self, part, features):
+    def _dot_product(self, part, features, rows=None):
         zeta = int(self.kernel.zeta)
         energies = np.empty(len(features))
         gradients = np.empty_like(features)
@@ -110,13 +131,27 @@ class TermPredictor:
             values = features[block]
             norms = np.sqrt(np.einsum("ij,ij->i", values, values))
             weights = values @ part.sparse_points.T
-            kernels.dot_product_energies(weights, norms, part.coefficients, zeta, energies[block])
+            if rows is None:
+                kernels.dot_product_energies(weights, norms, part.coefficients, zeta,
+                                             energies[block])
+            else:
+                centres = rows[1][block]
+                in_order = (len(centres) > 0 and centres[0] + len(centres) - 1 == centres[-1]
+                            and np.all(np.diff(centres) == 1))
+                # environments of consecutive atoms write their rows in place (the usual case;
+                # the rows of a channel's columns are still zero then)
+                block_rows = (rows[0][centres[0]: centres[-1] + 1] if in_order
+                              else np.empty_like(weights))
+                kernels.dot_product_energies_and_rows(weights, norms, part.coefficients, zeta,
+                                                      self.scale, energies[block], block_rows)
+                if not in_order:
+                    _add_by_atom(rows[0], centres, block_rows)
             safe = np.where(norms > 0.0, norms, 1.0)
             np.matmul(weights, part.sparse_points, out=gradients[block])
             gradients[block] -= (zeta * energies[block] / safe ** 2)[:, None] * values
         return energies, gradients
 
-    def _pair_distance(self, part, features):
+    def _pair_distance(self, part, features, rows=None):
         distances = np.ascontiguousarray(features[:, 0])
         energies = np.empty(len(distances))
         slopes = np.empty(len(distances))
@@ -124,22 +159,31 @@ class TermPredictor:
         kernels.cutoff_squared_exponential_energies(
             distances, part.sparse_distances, part.pair_weights, float(kernel.theta),
             float(kernel.cutoff), float(kernel.transition_width), energies, slopes)
+        if rows is not None:
+            kernels.add_cutoff_squared_exponential_rows(
+                distances, part.sparse_distances, part.row_weights, float(kernel.theta),
+                float(kernel.cutoff), float(kernel.transition_width), rows[1], rows[0])
         return energies, slopes[:, None]
 
-    def _generic(self, part, features):
+    def _generic(self, part, features, rows=None):
         values, factor_sparse, factor_self = self.kernel.values_and_factors(features,
                                                                             part.sparse_points)
         coefficients = part.coefficients
         gradients = ((factor_sparse * coefficients) @ part.sparse_points
                      + (factor_self @ coefficients)[:, None] * features)
+        if rows is not None:
+            _add_by_atom(rows[0], rows[1], self.scale * values)
         return values @ coefficients, gradients
 
-    def add_to(self, atoms, neighbor_list, local_energies, forces, virial):
+    def add_to(self, atoms, neighbor_list, local_energies, forces, virial, local_rows=None):
         """Add this term's local energies (eV), forces (eV/Å) and virial (eV, 3×3, not yet
-        symmetrised) for ``atoms`` with a neighbour list covering ``self.cutoff``."""
+        symmetrised) for ``atoms`` with a neighbour list covering ``self.cutoff``; with
+        ``local_rows`` (n_atoms, n_sparse_points) also its local-energy design rows
+        (``energies_and_gradients``). Returns the LocalEnvironments (no gradients)."""
         nl = within(neighbor_list, self.cutoff)
         environments, state = self.descriptor.forward(atoms, nl)
-        env_energies, d_energy_d_features = self.energies_and_gradients(environments)
+        env_energies, d_energy_d_features = self.energies_and_gradients(environments,
+                                                                        local_rows)
         kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
         pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward_from(
             state, d_energy_d_features)
@@ -148,6 +192,20 @@ class TermPredictor:
                                       np.ascontiguousarray(pair_vectors, dtype=np.float64),
                                       np.ascontiguousarray(gradient, dtype=np.float64),
                                       forces, virial)
+        return environments
+
+
+def _add_by_atom(atom_rows, centres, env_rows):
+    """atom_rows[centres[e]] += env_rows[e] for every environment e (repeated centres add)."""
+    if len(centres) == 0:
+        return
+    if np.bincount(centres).max() == 1:
+        atom_rows[centres] += env_rows
+        return
+    order = np.argsort(centres, kind="stable")
+    sorted_centres = centres[order]
+    starts = np.flatnonzero(np.r_[True, sorted_centres[1:] != sorted_centres[:-1]])
+    atom_rows[sorted_centres[starts]] += np.add.reduceat(env_rows[order], starts, axis=0)
 
 
 class StructurePredictor:
@@ -175,6 +233,7 @@ class StructurePredictor:
             self._e0_by_number[int(number)] = energy
         sizes = [term.n_sparse_points for term in terms]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.column_offsets = offsets
         self.term_predictors = [TermPredictor(term, alpha[start:stop])
                                 for term, start, stop in zip(terms, offsets[:-1], offsets[1:])]
         self.cutoff = max([term.neighbor_cutoff for term in terms]
@@ -204,9 +263,13 @@ class StructurePredictor:
             return self.neighbor_list.get(atoms)
         return build_neighbor_list(atoms, self.cutoff)
 
-    def predict(self, atoms, e0_per_atom=None):
+    def predict(self, atoms, e0_per_atom=None, local_rows=None):
         """Prediction (local energies eV, forces eV/Å, virial eV) of ``atoms``.
 
+        local_rows : None, or a zeroed (n_atoms, M_total) array that receives the
+        local-energy design rows a_i[m] = δ² Σ_{e of atom i} k(q_e, s_m) (eV, columns
+        as in ``alpha``); the Prediction then holds each term's environments and the
+        neighbour list.
         Raises ValueError (from ``checks.check_structures``) when two atoms are closer
         than MIN_DISTANCE Å.
         """
@@ -220,12 +283,19 @@ class StructurePredictor:
         local_energies = np.array(e0_per_atom, dtype=np.float64)
         forces = np.zeros((n_atoms, 3))
         virial = np.zeros((3, 3))
+        environments = []
+        offsets = self.column_offsets
         with _threads_for(n_atoms):
-            for term_predictor in self.term_predictors:
-                term_predictor.add_to(atoms, neighbor_list, local_energies, forces, virial)
+            for index, term_predictor in enumerate(self.term_predictors):
+                rows = (None if local_rows is None
+                        else local_rows[:, offsets[index]: offsets[index + 1]])
+                environments.append(term_predictor.add_to(atoms, neighbor_list, local_energies,
+                                                          forces, virial, rows))
             if self.baseline is not None:
                 self.baseline.add_to(atoms, neighbor_list, local_energies, forces, virial)
         prediction = Prediction(local_energies, forces, 0.5 * (virial + virial.T))
+        if local_rows is not None:
+            prediction.environments, prediction.neighbor_list = environments, neighbor_list
         if self.contacts is not None:
             prediction.contact = self.contacts.closest_below(atoms, neighbor_list)
         return prediction

@@ -212,3 +212,29 @@ def optimize(model, structures, max_factor=10.0, optimize_sigmas=True, optimize_
     alike."""
     return optimize_with_noise(model, structures_noise(model, structures), max_factor,
                                optimize_sigmas, optimize_deltas)
+
+
+def scale_with_noise(model, noise):
+    """Multiply every sigma and every delta by the one factor λ that maximises log p(y) along
+    that ray, in closed form; update the model.
+
+    Scaling all of them by λ leaves the coefficients' predictions unchanged (the fit depends
+    on the ratios δ/σ only) and multiplies every posterior variance by λ²; the evidence is
+    then -½(ρ²/λ² + 2 n log λ) + const, with ρ² = yᵀ(A K_MM⁻¹ Aᵀ + Σ)⁻¹y the last diagonal
+    entry of the R factor squared and n the number of data rows, so λ² = ρ²/n: the labels'
+    misfit, measured by the model's own covariance, sets the size of its uncertainties.
+    Returns a dict: scale, log p(y) before and after.
+    """
+    check_is_fitted(model, "factor_")
+    evidence = MarginalLikelihood(model, noise)
+    scale = float(np.sqrt(model.factor_[-1, -1] ** 2 / evidence.n_rows.sum()))
+    log_scales = np.full(len(evidence.names), np.log(scale))
+    before, after = evidence(np.zeros(len(log_scales))), evidence(log_scales)
+    apply_scales(model, evidence, log_scales)
+    return {"scale": scale, "log_marginal_likelihood_before": float(before),
+            "log_marginal_likelihood_after": float(after)}
+
+
+def scale_to_evidence(model, structures):
+    """``scale_with_noise`` for a model fitted to ``structures`` (a list of Atoms)."""
+    return scale_with_noise(model, structures_noise(model, structures))

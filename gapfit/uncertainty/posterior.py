@@ -13,11 +13,9 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from sklearn.utils.validation import check_is_fitted
 
+from . import prior_sums
+from ..fit.threads import single_thread
 from ..fit.assembly import DesignRows, add_term_rows, column_offsets, neighbor_lists
-
-# rows of a kernel block evaluated at once in the prior double sums (memory bound)
-_BLOCK_ROWS = 1024
-
 
 class Posterior:
     """The triangular factors a variance needs, taken from a fitted GAP.
@@ -132,22 +130,10 @@ def _sum_by_atom(values, atoms_of_rows, n_atoms):
 
 
 def _energy_priors(term, environments, n_atoms):
-    """δ² Σ_{e,e'} k(q_e, q_e') over the structure (eV²) and over each atom's own environments."""
-    kernel = term.kernel_
-    total, local = 0.0, np.zeros(n_atoms)
-    for channel in np.unique(environments.channels):
-        envs = np.flatnonzero(environments.channels == channel)
-        features = environments.features[envs]
-        centres = environments.center_atoms[envs]
-        for first in range(0, len(envs), _BLOCK_ROWS):
-            block = slice(first, first + _BLOCK_ROWS)
-            values = kernel.covariance(features[block], features)
-            total += float(values.sum())
-            same_atom = centres[block, None] == centres[None, :]
-            local += np.bincount(centres[block], weights=np.where(same_atom, values, 0.0).sum(axis=1),
-                                 minlength=n_atoms)
-    scale = term.delta_ ** 2
-    return scale * total, scale * local
+    """δ² Σ_{e,e'} k(q_e, q_e') over the structure (eV²) and over each atom's own environments,
+    in memory linear in the environments (``gapfit.prior_sums``)."""
+    return (prior_sums.total_prior(term, environments),
+            prior_sums.local_priors(term, environments, n_atoms))
 
 
 def _force_priors(term, environments, n_atoms):
@@ -165,20 +151,28 @@ def _force_priors(term, environments, n_atoms):
     pairs_of_atom = _groups(pair_neighbors, n_atoms)
     envs_of_atom = _groups(environments.center_atoms, n_atoms)
     priors = np.zeros((n_atoms, 3))
-    for atom in range(n_atoms):
-        pairs, own = pairs_of_atom[atom], envs_of_atom[atom]
-        envs = np.concatenate([pair_envs[pairs], own])
-        jacobians = np.concatenate([gradients[pairs], -env_sums[own]])
-        envs, jacobians = _merge_duplicates(envs, jacobians)
-        if len(envs) == 0:
-            continue
-        features = environments.features[envs]
-        channels = environments.channels[envs]
-        block = kernel.gradient_covariance(features, jacobians, features, jacobians)
-        same_channel = channels[:, None] == channels[None, :]
-        block = np.where(same_channel[:, None, :, None], block, 0.0)
-        priors[atom] = np.einsum("aibi->i", block)
+    with single_thread():  # small products per atom: threads cost more than they save
+        for atom in range(n_atoms):
+            _add_atom_force_prior(priors, atom, kernel, environments, pairs_of_atom[atom],
+                                  envs_of_atom[atom], env_sums)
     return term.delta_ ** 2 * priors
+
+
+def _add_atom_force_prior(priors, atom, kernel, environments, pairs, own, env_sums):
+    """priors[atom] = Σ_{e,e' same channel} J_eᵀ ∂²k/∂q∂q' J_e' over the environments the
+    atom moves (without δ²)."""
+    gradients, pair_envs = environments.pair_gradients, environments.pair_envs
+    envs = np.concatenate([pair_envs[pairs], own])
+    jacobians = np.concatenate([gradients[pairs], -env_sums[own]])
+    envs, jacobians = _merge_duplicates(envs, jacobians)
+    if len(envs) == 0:
+        return
+    features = environments.features[envs]
+    channels = environments.channels[envs]
+    block = kernel.gradient_covariance(features, jacobians, features, jacobians)
+    same_channel = channels[:, None] == channels[None, :]
+    block = np.where(same_channel[:, None, :, None], block, 0.0)
+    priors[atom] = np.einsum("aibi->i", block)
 
 
 def _groups(labels, n_groups):
