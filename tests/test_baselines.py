@@ -174,8 +174,9 @@ def test_forces_and_stress_are_derivatives_with_the_baseline_active(cu_model, de
 
 # ------------------------------------------------------------------ the fit subtracts, predictions add
 def test_fit_subtracts_the_baseline_and_predictions_add_it(cu_model, cu_model_without):
-    """An update with configurations closer than the training data: the GP sees labels minus
-    the baseline, so the model equals a baseline-free model fitted to those differences."""
+    """An update with configurations closer than the training data: the shortest distance
+    follows the data down, and the GP sees labels minus the (new) baseline, so the model
+    equals a baseline-free model fitted to those differences."""
     import copy
     with_baseline, without = copy.deepcopy(cu_model), copy.deepcopy(cu_model_without)
     close = []
@@ -184,6 +185,11 @@ def test_fit_subtracts_the_baseline_and_predictions_add_it(cu_model, cu_model_wi
         atoms.calc = SinglePointCalculator(atoms, energy=-1.0 + seed, forces=np.full((len(atoms), 3), 0.1),
                                            stress=np.full(6, 0.01 * seed))
         close.append(atoms)
+    with_baseline.update(close)
+    closest = min(a.get_distance(0, int(np.argsort(a.get_distances(0, range(len(a)), mic=True))[1]),
+                                 mic=True) for a in close)
+    assert with_baseline.shortest_distances_[(29, 29)] == pytest.approx(closest)
+    assert closest < cu_model.shortest_distances_[(29, 29)]
     shifted = []
     for atoms in close:
         energies, forces, virial = with_baseline.repulsion_.predict(atoms)
@@ -193,10 +199,9 @@ def test_fit_subtracts_the_baseline_and_predictions_add_it(cu_model, cu_model_wi
                                           forces=atoms.get_forces() - forces,
                                           stress=atoms.get_stress() - stress)
         shifted.append(copy)
-    with_baseline.update(close)
     without.update(shifted)
     assert np.allclose(with_baseline.alpha_, without.alpha_, rtol=1e-8, atol=1e-10)
-    probe = compressed_crystal(cu_model, 1.2)
+    probe = compressed_crystal(with_baseline, 0.8)
     ours = with_baseline.predict_structure(probe)
     base_energies, base_forces, base_virial = with_baseline.repulsion_.predict(probe)
     theirs = without.predict_structure(probe)

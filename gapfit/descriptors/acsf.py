@@ -4,25 +4,11 @@ Features equal ``dscribe.descriptors.ACSF`` (dscribe 2.1); analytic pair gradien
 a vector-Jacobian product (for forces in MD) come with them.
 """
 import numpy as np
-from ase.data import atomic_numbers as _ATOMIC_NUMBERS
-from ase.data import chemical_symbols as _CHEMICAL_SYMBOLS
 
 from . import _acsf_kernels as kernels
-from .base import Descriptor, LocalEnvironments
+from .base import AtomCentredDescriptor, LocalEnvironments
 
 N_DEFAULT_G2 = 8
-
-
-def _atomic_number(species):
-    """Atomic number of a chemical symbol or an integer; ValueError for anything else."""
-    if isinstance(species, str):
-        if species not in _ATOMIC_NUMBERS or species == "X":
-            raise ValueError(f"ACSF species: unknown chemical symbol {species!r}")
-        return _ATOMIC_NUMBERS[species]
-    number = int(species)
-    if number != species or not 1 <= number < len(_CHEMICAL_SYMBOLS):
-        raise ValueError(f"ACSF species: {species!r} is not an atomic number")
-    return number
 
 
 def default_g2_params(r_cut, n=N_DEFAULT_G2):
@@ -69,7 +55,7 @@ def _validated_angular(params, name):
     return table
 
 
-class ACSFDescriptor(Descriptor):
+class ACSFDescriptor(AtomCentredDescriptor):
     """Atom-centred symmetry functions (Behler 2011) with dscribe 2.1's definitions.
 
     Parameters
@@ -97,12 +83,11 @@ class ACSFDescriptor(Descriptor):
     environment is the centre's atomic number (its own species is not in the features).
     """
 
+    label = "ACSF"
+
     def __init__(self, species, r_cut=5.0, g2_params=None, g4_params=None, g5_params=None,
                  g3_params=()):
-        numbers = sorted({_atomic_number(s) for s in species})
-        if not numbers:
-            raise ValueError("ACSF: species is empty")
-        self.species = np.array(numbers, dtype=np.int64)
+        self.set_species(species)
         self.r_cut = float(r_cut)
         if not self.r_cut > 0:
             raise ValueError(f"ACSF: r_cut must be > 0 Å, got {r_cut}")
@@ -120,8 +105,6 @@ class ACSFDescriptor(Descriptor):
         self.g5_params = _validated_angular(default_angular if g5_params is None else g5_params,
                                             "g5_params")
         self._set_up_angular_tables()
-        self._species_index = np.full(len(_CHEMICAL_SYMBOLS), -1, dtype=np.int64)
-        self._species_index[self.species] = np.arange(len(self.species))
 
     def _set_up_angular_tables(self):
         """Distinct exponents and (zeta, lambda) shapes of the angular functions (G4 then
@@ -156,29 +139,8 @@ class ACSFDescriptor(Descriptor):
 
     def _kernel_inputs(self, atoms, neighbor_list):
         """Pairs within r_cut, their CSR offsets and neighbour species indices."""
-        numbers = np.asarray(atoms.numbers, dtype=np.int64)
-        species_index = self._species_index[numbers]
-        if (species_index < 0).any():
-            unknown = sorted({_CHEMICAL_SYMBOLS[z] for z in numbers[species_index < 0]})
-            known = [_CHEMICAL_SYMBOLS[z] for z in self.species]
-            raise ValueError(f"ACSF on {atoms.get_chemical_formula()}: species "
-                             f"{', '.join(unknown)} not among the descriptor's species {known}")
-        if neighbor_list.n_atoms != len(atoms):
-            raise ValueError(f"ACSF on {atoms.get_chemical_formula()}: neighbour list has "
-                             f"{neighbor_list.n_atoms} atoms, structure has {len(atoms)}")
         inside = (neighbor_list.distances < self.r_cut) & (neighbor_list.distances > 0)
-        centers = neighbor_list.centers[inside]
-        neighbors = neighbor_list.neighbors[inside]
-        vectors = neighbor_list.vectors[inside]
-        if len(centers) > 1 and (np.diff(centers) < 0).any():
-            raise ValueError(f"ACSF on {atoms.get_chemical_formula()}: neighbour list is not "
-                             "sorted by centre")
-        offsets = np.zeros(len(atoms) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(centers, minlength=len(atoms)), out=offsets[1:])
-        return (np.ascontiguousarray(centers, dtype=np.int64),
-                np.ascontiguousarray(neighbors, dtype=np.int64),
-                np.ascontiguousarray(vectors, dtype=np.float64),
-                offsets, np.ascontiguousarray(species_index[neighbors]))
+        return self.centred_pairs(atoms, neighbor_list, inside)[:5]
 
     def _settings(self):
         return (len(self.species), self.r_cut, self.g2_params, self.g3_params, self._etas,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+from ase.data import atomic_numbers as ATOMIC_NUMBERS
+from ase.data import chemical_symbols as CHEMICAL_SYMBOLS
 
 
 @dataclass
@@ -136,3 +138,67 @@ class ScaledDescriptor(Descriptor):
 
     def backward(self, atoms, neighbor_list, d_energy_d_features):
         return self.descriptor.backward(atoms, neighbor_list, d_energy_d_features * self.scale)
+
+
+def atomic_number(species, label):
+    """Atomic number of a chemical symbol or an integer; ValueError naming ``label`` (the
+    descriptor) for anything else."""
+    if isinstance(species, str):
+        if species not in ATOMIC_NUMBERS or species == "X":
+            raise ValueError(f"{label} species: unknown chemical symbol {species!r}")
+        return ATOMIC_NUMBERS[species]
+    number = int(species)
+    if number != species or not 1 <= number < len(CHEMICAL_SYMBOLS):
+        raise ValueError(f"{label} species: {species!r} is not an atomic number")
+    return number
+
+
+class AtomCentredDescriptor(Descriptor):
+    """One environment per atom, whose channel is the centre's species: the species list,
+    its validation and the pairs a kernel needs, shared by SOAP and ACSF.
+
+    Subclasses call ``set_species`` in ``__init__`` and take their kernel inputs from
+    ``centred_pairs``. ``label`` names the descriptor in error messages.
+    """
+
+    label = "descriptor"
+
+    def set_species(self, species):
+        """``species`` (sorted int64 atomic numbers) and the table from atomic number to its
+        index (-1 for species the descriptor does not know)."""
+        numbers = sorted({atomic_number(s, self.label) for s in species})
+        if not numbers:
+            raise ValueError(f"{self.label}: species is empty")
+        self.species = np.array(numbers, dtype=np.int64)
+        self.species_index = np.full(len(CHEMICAL_SYMBOLS), -1, dtype=np.int64)
+        self.species_index[self.species] = np.arange(len(self.species))
+
+    def centred_pairs(self, atoms, neighbor_list, inside):
+        """Kernel inputs of the pairs ``inside`` (a mask of the neighbour list's pairs):
+        (centers, neighbors, vectors Å, CSR offsets over centres, neighbour species index,
+        centre species index), contiguous arrays, after checking that every species is known
+        and that the neighbour list belongs to ``atoms`` and is sorted by centre."""
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        centre_species = self.species_index[numbers]
+        name = atoms.get_chemical_formula()
+        if (centre_species < 0).any():
+            unknown = sorted({CHEMICAL_SYMBOLS[z] for z in numbers[centre_species < 0]})
+            known = [CHEMICAL_SYMBOLS[z] for z in self.species]
+            raise ValueError(f"{self.label} on {name}: species {', '.join(unknown)} not among "
+                             f"the descriptor's species {known}")
+        if neighbor_list.n_atoms != len(atoms):
+            raise ValueError(f"{self.label} on {name}: neighbour list has "
+                             f"{neighbor_list.n_atoms} atoms, structure has {len(atoms)}")
+        centers = neighbor_list.centers
+        if not np.all(inside):
+            centers = centers[inside]
+        if len(centers) > 1 and (np.diff(centers) < 0).any():
+            raise ValueError(f"{self.label} on {name}: neighbour list is not sorted by centre")
+        neighbors = neighbor_list.neighbors if np.all(inside) else neighbor_list.neighbors[inside]
+        vectors = neighbor_list.vectors if np.all(inside) else neighbor_list.vectors[inside]
+        offsets = np.zeros(len(atoms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(centers, minlength=len(atoms)), out=offsets[1:])
+        return (np.ascontiguousarray(centers, dtype=np.int64),
+                np.ascontiguousarray(neighbors, dtype=np.int64),
+                np.ascontiguousarray(vectors, dtype=np.float64),
+                offsets, np.ascontiguousarray(centre_species[neighbors]), centre_species)

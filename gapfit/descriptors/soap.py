@@ -10,27 +10,13 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from ase.data import atomic_numbers as _ATOMIC_NUMBERS
-from ase.data import chemical_symbols as _CHEMICAL_SYMBOLS
 
 from . import _soap_basis as basis
 from . import _soap_kernels as kernels
-from .base import Descriptor, LocalEnvironments
+from .base import AtomCentredDescriptor, LocalEnvironments
 
 _WEIGHT_KINDS = {"poly": kernels.WEIGHT_POLY, "pow": kernels.WEIGHT_POW, "exp": kernels.WEIGHT_EXP,
                  "cosine": kernels.WEIGHT_COSINE}
-
-
-def _atomic_number(species):
-    """Atomic number of a chemical symbol or an integer; ValueError for anything else."""
-    if isinstance(species, str):
-        if species not in _ATOMIC_NUMBERS or species == "X":
-            raise ValueError(f"SOAP species: unknown chemical symbol {species!r}")
-        return _ATOMIC_NUMBERS[species]
-    number = int(species)
-    if number != species or not 1 <= number < len(_CHEMICAL_SYMBOLS):
-        raise ValueError(f"SOAP species: {species!r} is not an atomic number")
-    return number
 
 
 def _validated_weighting(weighting):
@@ -95,7 +81,7 @@ def _n_blocks():
     return 8 * numba.get_num_threads()
 
 
-class SOAPDescriptor(Descriptor):
+class SOAPDescriptor(AtomCentredDescriptor):
     """Smooth overlap of atomic positions, power spectrum, GTO radial basis (dscribe 2.1).
 
     Parameters
@@ -129,11 +115,10 @@ class SOAPDescriptor(Descriptor):
     (a few ms), so that errors show at construction.
     """
 
+    label = "SOAP"
+
     def __init__(self, species, r_cut=5.0, n_max=8, l_max=6, sigma=0.5, weighting=None):
-        numbers = sorted({_atomic_number(s) for s in species})
-        if not numbers:
-            raise ValueError("SOAP: species is empty")
-        self.species = np.array(numbers, dtype=np.int64)
+        self.set_species(species)
         self.weighting = _validated_weighting(weighting)
         self.r_cut = float(r_cut) if r_cut else float(_radius_from_weighting(self.weighting))
         self.n_max = int(n_max)
@@ -161,8 +146,6 @@ class SOAPDescriptor(Descriptor):
                        basis.harmonic_recurrence(self.l_max),
                        basis.power_spectrum_prefactors(self.l_max),
                        basis.slope_prefactors(exponents, prefactors))
-        self._species_index = np.full(len(_CHEMICAL_SYMBOLS), -1, dtype=np.int64)
-        self._species_index[self.species] = np.arange(len(self.species))
         kind = _WEIGHT_KINDS.get(self.weighting.get("function"), kernels.WEIGHT_NONE)
         params = np.array([self.weighting.get(name, 0.0) for name in ("r0", "c", "m", "d")],
                           dtype=np.float64)
@@ -189,31 +172,7 @@ class SOAPDescriptor(Descriptor):
 
     def _kernel_inputs(self, atoms, neighbor_list):
         """Pairs within the cutoff, CSR offsets and species indices for the kernels."""
-        numbers = np.asarray(atoms.numbers, dtype=np.int64)
-        centre_species = self._species_index[numbers]
-        if (centre_species < 0).any():
-            unknown = sorted({_CHEMICAL_SYMBOLS[z] for z in numbers[centre_species < 0]})
-            known = [_CHEMICAL_SYMBOLS[z] for z in self.species]
-            name = atoms.get_chemical_formula()
-            raise ValueError(f"SOAP on {name}: species {', '.join(unknown)} not among the "
-                             f"descriptor's species {known}")
-        if neighbor_list.n_atoms != len(atoms):
-            raise ValueError(f"SOAP on {atoms.get_chemical_formula()}: neighbour list has "
-                             f"{neighbor_list.n_atoms} atoms, structure has {len(atoms)}")
-        centers = neighbor_list.centers
-        neighbors = neighbor_list.neighbors
-        vectors = neighbor_list.vectors
-        inside = neighbor_list.distances <= self.cutoff
-        if not inside.all():
-            centers, neighbors, vectors = centers[inside], neighbors[inside], vectors[inside]
-        counts = np.bincount(centers, minlength=len(atoms))
-        offsets = np.zeros(len(atoms) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        pair_species = np.ascontiguousarray(centre_species[neighbors])
-        return (np.ascontiguousarray(centers, dtype=np.int64),
-                np.ascontiguousarray(neighbors, dtype=np.int64),
-                np.ascontiguousarray(vectors, dtype=np.float64),
-                offsets, pair_species, centre_species)
+        return self.centred_pairs(atoms, neighbor_list, neighbor_list.distances <= self.cutoff)
 
     def _run(self, mode, offsets, vectors, pair_species, centre_species, features=None,
              pair_gradients=None, d_energy_d_features=None, d_energy_d_vectors=None,

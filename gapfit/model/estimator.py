@@ -30,7 +30,7 @@ from .terms import default_terms
 from .model_file import read_model_file, write_model_file
 from ..structures.atomic_files import check_writable
 from ..fit.noise import NoiseModel
-from ..fit.baselines import complete_shortest, make_repulsion, merge_shortest
+from ..fit.baselines import complete_shortest, make_repulsion, merge_shortest, shortest_distances
 
 logger = logging.getLogger(__name__)
 
@@ -273,11 +273,15 @@ class GAP(BaseEstimator):
         join ``data_factors_`` and the coefficients are solved again.
 
         Sparse points, e0 and hyperparameters stay as fitted; the result equals a
-        fit on all the data with the same sparse points and e0. Returns self.
+        fit on all the data with the same sparse points and e0. New structures with pairs
+        closer than the training data lower ``shortest_distances_`` and the repulsion
+        switches off there instead (it stays zero on the earlier data, which are farther
+        apart, so their factors stand). Returns self.
         """
         check_is_fitted(self, "data_factors_")
         structures = list(X)
         self.check_predictable(structures)
+        self._follow_shortest_distances(structures)
         chunks = training.chunks_of_structures(structures, self.chunk_atoms)
         pieces = self._map(partial(training.factors, self.terms_, self.target_settings()), chunks,
                            "updating")
@@ -285,6 +289,18 @@ class GAP(BaseEstimator):
         self.solve_coefficients()
         self.n_training_structures_ += len(structures)
         return self
+
+    def _follow_shortest_distances(self, structures):
+        """Lower ``shortest_distances_`` (and rebuild ``repulsion_``) where ``structures``
+        hold closer pairs."""
+        if not hasattr(self, "shortest_distances_"):
+            return
+        found = dict(self.shortest_distances_)
+        for atoms in structures:
+            found = merge_shortest(found, shortest_distances(atoms))
+        if found != self.shortest_distances_:
+            self.shortest_distances_ = found
+            self.repulsion_ = make_repulsion(self.repulsion, found)
 
     def refit(self, X):
         """A new model of the same settings fitted afresh to X (sparse points chosen again),

@@ -36,13 +36,6 @@ class NeighborList:
     distances: np.ndarray
     n_atoms: int
 
-    def pair_offsets(self):
-        """CSR offsets: pairs of centre i are ``offsets[i]:offsets[i + 1]``."""
-        counts = np.bincount(self.centers, minlength=self.n_atoms)
-        offsets = np.zeros(self.n_atoms + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return offsets
-
 
 def _cell_for_search(atoms):
     """Cell and periodic flags to hand to the neighbour search."""
