@@ -1,6 +1,6 @@
 """gapfit: Gaussian Approximation Potentials fitted by sparse GP regression, with numba kernels.
 
-Public names: GAP, ACSF, SOAP, TwoBody, GAPCalculator, load, and the modules io, metrics,
+Public names: GAP, ACSF, SOAP, TwoBody, QuipSOAP, QuipDistance2b, QuipAngle3b, GAPCalculator, load, and the modules io, metrics,
 active, sampling, hyperparameters, md and validate. The pipeline lives in subpackages:
 structures → descriptors → gp → fit → model → predict → uncertainty → active → evaluate → cli.
 """
@@ -13,9 +13,10 @@ from .evaluate import physical as validate  # noqa: E402
 from .model.estimator import GAP  # noqa: E402
 from .model.model_file import ModelFileError, load_model as load  # noqa: E402
 from .model.terms import ACSF, SOAP, TwoBody  # noqa: E402
+from .model.quip_terms import QuipAngle3b, QuipDistance2b, QuipSOAP  # noqa: E402
 from .predict.calculator import GAPCalculator  # noqa: E402
 from .structures import io  # noqa: E402
 from .uncertainty import hyperparameters  # noqa: E402
 
-__all__ = ["GAP", "ACSF", "SOAP", "TwoBody", "GAPCalculator", "ModelFileError", "load", "io",
+__all__ = ["GAP", "ACSF", "SOAP", "TwoBody", "QuipSOAP", "QuipDistance2b", "QuipAngle3b", "GAPCalculator", "ModelFileError", "load", "io",
            "metrics", "active", "sampling", "hyperparameters", "md", "validate", "__version__"]

@@ -296,7 +296,7 @@ class GAP(BaseEstimator):
             again = self._map_reduce(partial(training.summarize_features, self.terms_, adapted),
                                      training.merge_summary_lists, chunks, "feature statistics")
             summaries = [again[i] if i in adapted else s for i, s in enumerate(summaries)]
-        plans = [plan_selection(summary, term.n_sparse, term.sparse_method)
+        plans = [plan_selection(summary, term.n_sparse, term.selection_method)
                  for term, summary in zip(self.terms_, summaries)]
         proposing = [plan if plan.method != "uniform" else None for plan in plans]
         candidates = [None] * len(plans)

@@ -36,6 +36,19 @@ class Term(BaseEstimator):
         computed again. Most terms need nothing."""
         return False
 
+    @property
+    def selection_method(self):
+        """The ``gapfit.gp.sparse`` method that chooses this term's sparse points."""
+        return self.sparse_method
+
+    def sparse_weights(self):
+        """Per-sparse-point factors that multiply the kernel, or None (all 1)."""
+        return None
+
+    def kernel_offset(self):
+        """A constant (eV²) added to every δ²-scaled kernel value; 0 for gapfit's kernels."""
+        return 0.0
+
     def state_arrays(self):
         """Fitted arrays besides the sparse points that a model file must keep."""
         return {}

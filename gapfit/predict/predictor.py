@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _kernels as kernels
 from ..gp.kernels import CutoffSquaredExponential, NormalizedDotProduct, cosine_cutoff
+from ..gp.quip_kernels import QuipDotProduct
 from ..fit.threads import single_thread
 from ..structures.neighbors import SkinNeighborList, build_neighbor_list, within
 
@@ -44,12 +45,15 @@ def _is_integer(value):
 
 
 class _ChannelModel:
-    """One channel of one term: its sparse points (as the kernel stores them) and α δ² (eV)."""
+    """One channel of one term: its sparse points (as the kernel stores them), α δ² c (eV)
+    and the constant μ² Σ α c (eV) every environment gets (c: the term's sparse weights,
+    μ²: its kernel offset; 1 and 0 for gapfit's own terms)."""
 
-    def __init__(self, channel, sparse_points, coefficients):
+    def __init__(self, channel, sparse_points, coefficients, constant=0.0):
         self.channel = channel
         self.sparse_points = np.ascontiguousarray(sparse_points, dtype=np.float64)
         self.coefficients = np.ascontiguousarray(coefficients, dtype=np.float64)
+        self.constant = float(constant)
 
 
 class TermPredictor:
@@ -66,12 +70,23 @@ class TermPredictor:
         self.cutoff = term.neighbor_cutoff
         self.kernel = term.kernel_
         scale = term.delta_ ** 2
+        weights = term.sparse_weights() if hasattr(term, "sparse_weights") else None
+        weighted_alpha = np.asarray(alpha, dtype=np.float64)
+        if weights is not None:
+            weighted_alpha = weighted_alpha * weights
+        offset = term.kernel_offset() if hasattr(term, "kernel_offset") else 0.0
         self.channels = [
-            _ChannelModel(channel, term.sparse_points_[start:stop], scale * alpha[start:stop])
+            _ChannelModel(channel, term.sparse_points_[start:stop],
+                          scale * weighted_alpha[start:stop],
+                          offset * weighted_alpha[start:stop].sum())
             for channel, (start, stop) in term.channel_columns_.items()]
         kernel = self.kernel
-        if isinstance(kernel, NormalizedDotProduct) and _is_integer(kernel.zeta):
+        if any(part.constant for part in self.channels):
+            self._contract = self._generic
+        elif isinstance(kernel, NormalizedDotProduct) and _is_integer(kernel.zeta):
             self._contract = self._dot_product
+        elif isinstance(kernel, QuipDotProduct) and _is_integer(kernel.zeta):
+            self._contract = self._plain_dot_product
         elif isinstance(kernel, CutoffSquaredExponential) and self.descriptor.n_features == 1:
             for part in self.channels:
                 cutoff_values, _ = cosine_cutoff(part.sparse_points[:, 0], kernel.cutoff,
@@ -114,6 +129,19 @@ class TermPredictor:
             gradients[block] -= (zeta * energies[block] / safe ** 2)[:, None] * values
         return energies, gradients
 
+    def _plain_dot_product(self, part, features):
+        """(q · s)^ζ without normalisation (QUIP's dot_product on SOAP vectors as given)."""
+        zeta = int(self.kernel.zeta)
+        energies = np.empty(len(features))
+        gradients = np.empty_like(features)
+        for first in range(0, len(features), ENV_BLOCK):
+            block = slice(first, first + ENV_BLOCK)
+            weights = features[block] @ part.sparse_points.T
+            kernels.dot_product_energies(weights, np.ones(len(weights)), part.coefficients, zeta,
+                                         energies[block])
+            np.matmul(weights, part.sparse_points, out=gradients[block])
+        return energies, gradients
+
     def _pair_distance(self, part, features):
         distances = np.ascontiguousarray(features[:, 0])
         energies = np.empty(len(distances))
@@ -130,7 +158,7 @@ class TermPredictor:
         coefficients = part.coefficients
         gradients = ((factor_sparse * coefficients) @ part.sparse_points
                      + (factor_self @ coefficients)[:, None] * features)
-        return values @ coefficients, gradients
+        return values @ coefficients + part.constant, gradients
 
     def add_to(self, atoms, neighbor_list, local_energies, forces, virial):
         """Add this term's local energies (eV), forces (eV/Å) and virial (eV, 3×3, not yet
@@ -138,9 +166,17 @@ class TermPredictor:
         nl = within(neighbor_list, self.cutoff)
         environments = self.descriptor.compute(atoms, nl, gradients=False)
         env_energies, d_energy_d_features = self.energies_and_gradients(environments)
-        kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
-        pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward(
-            atoms, nl, d_energy_d_features)
+        weights = getattr(environments, "covariance_cutoff", None)
+        if weights is None:
+            kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
+            pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward(
+                atoms, nl, d_energy_d_features)
+        else:  # QUIP's covariance cutoff f_e weighs the environment: E_e = f_e u_e
+            kernels.add_local_energies(environments.center_atoms, weights * env_energies,
+                                       local_energies)
+            pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward(
+                atoms, nl, weights[:, None] * d_energy_d_features,
+                d_energy_d_cutoff=env_energies)
         centers = np.ascontiguousarray(environments.center_atoms[pair_envs])
         kernels.add_forces_and_virial(centers, np.ascontiguousarray(pair_neighbors),
                                       np.ascontiguousarray(pair_vectors, dtype=np.float64),
