@@ -11,7 +11,8 @@ from .active import sampling  # noqa: E402
 from .evaluate import errors as metrics  # noqa: E402
 from .evaluate import physical as validate  # noqa: E402
 from .model.estimator import GAP  # noqa: E402
-from .model.model_file import ModelFileError, load_model as load  # noqa: E402
+from .model.loading import load  # noqa: E402
+from .model.model_file import ModelFileError  # noqa: E402
 from .model.terms import ACSF, SOAP, TwoBody  # noqa: E402
 from .model.quip_terms import QuipAngle3b, QuipDistance2b, QuipSOAP  # noqa: E402
 from .predict.calculator import GAPCalculator  # noqa: E402

@@ -337,7 +337,16 @@ class GAP(BaseEstimator):
     def posterior(self):
         """The factors posterior variances need (``gapfit.uncertainty.posterior.Posterior``),
         computed once per fitted state and kept until the coefficients change."""
+        if hasattr(self, "alpha_") and not hasattr(self, "factor_"):
+            raise ValueError(f"{getattr(self, 'source_', 'this model')}: a model read from a "
+                             "gap_fit XML file carries no posterior covariance, so predictive "
+                             "variances are not available")
         check_is_fitted(self, "factor_")
+        for term in getattr(self, "terms_", []):
+            reason = term.posterior_unsupported() if hasattr(term, "posterior_unsupported") \
+                else None
+            if reason:
+                raise ValueError(reason)
         cached = getattr(self, "_posterior", None)
         if cached is None or not cached.is_current(self):
             cached = self._posterior = Posterior(self)
@@ -367,4 +376,21 @@ class GAP(BaseEstimator):
         """Write the fitted model to ``path`` atomically (see ``gapfit.model.model_file``)."""
         from .model_file import save_model
         check_is_fitted(self, "alpha_")
+        if not hasattr(self, "factor_"):
+            raise ValueError(f"{getattr(self, 'source_', 'this model')}: a model read from a "
+                             "gap_fit XML file can be written with save_xml only")
         save_model(self, path)
+
+    def save_xml(self, path, label=None):
+        """Write the fitted model as a gap_fit XML file plus sparseX files (md5-summed), which
+        quippy's ``Potential(param_filename=path)`` and LAMMPS ``pair_style quip`` load.
+
+        label : the GAP label (``Potential xml_label=LABEL``); default the label of a model
+        read from XML, else "GAP_gapfit". Raises ValueError naming the first term that the
+        format cannot hold (only QuipSOAP, QuipDistance2b, QuipAngle3b and TwoBody can).
+        Returns the path written."""
+        from .quip_model import record_from_model
+        from .quip_xml import write_gap_xml
+        check_is_fitted(self, "alpha_")
+        label = label or getattr(self, "quip_label_", "GAP_gapfit")
+        return write_gap_xml(record_from_model(self, label), path)

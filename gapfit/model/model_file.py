@@ -35,8 +35,9 @@ def _term_record(term):
 
 
 def _term_from_record(record):
+    from . import quip_terms
     from . import terms as term_module
-    cls = getattr(term_module, record["class"], None)
+    cls = getattr(term_module, record["class"], None) or getattr(quip_terms, record["class"], None)
     if cls is None:
         raise ModelFileError(f"unknown term class {record['class']!r} in model file")
     return cls(**record["params"])
