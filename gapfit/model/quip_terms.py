@@ -182,14 +182,11 @@ class QuipTerm(Term):
 
     def posterior_unsupported(self):
         """Why posterior variances are not available for this term, or None."""
-        if self.covariance_type == "dot_product" and self.kernel_offset() == 0.0 and \
-                hasattr(self.kernel_, "gradient_covariance"):
-            return None
-        if self.folded_:
-            return None
+        if self.quip_name == "soap" or self.folded_:
+            return None  # no covariance cutoff weights, kernels with a prior covariance
         return (f"{type(self).__name__} with covariance_type={self.covariance_type}: "
-                "posterior variances of QUIP terms with covariance cutoffs, signal_mean or "
-                "these kernels are not implemented")
+                "posterior variances of QUIP 2-/3-body terms weighted by covariance cutoffs "
+                "are not implemented")
 
     # ----------------------------------------------------------------- XML side
     def coordinate_descriptor(self, channel):

@@ -1,0 +1,115 @@
+"""The same gap_fit model evaluated by quippy and by gapfit (``gapfit.load``): agreement and speed.
+
+The model is the ANCHORS recipe (/work/shared/ANCHORS.md: distance_2b ard_se + soap n_max=8
+l_max=6 cutoff 5 Å, 1000 CUR points) fitted by gap_fit on mlearn Mo_train[::stride] (default
+stride 5: the full set takes gap_fit 13.5 min on an idle machine; the evaluation cost does
+not depend on how much data the fit saw, only on the recipe), or any XML given by --model.
+Both codes evaluate rattled bcc Mo cells of 128 and 1,024 atoms, one thread each: energy
+and forces (and gapfit's stress), with the largest differences and µs/atom per call.
+
+    PYTHONPATH=. python benchmarks/quip_models.py [--model gap.xml] [--stride 5] [--calls 3]
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # quippy: one thread (before it is imported)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._quip_reference import (have_quip, load_mlearn, run_gap_fit,  # noqa: E402
+                                        time_quip_calls)
+
+MLEARN = Path(os.environ.get("GAPFIT_MLEARN", "/work/shared/data/mlearn"))
+
+
+def bcc_mo(repeat, seed):
+    from ase.build import bulk
+    atoms = bulk("Mo", "bcc", a=3.16, cubic=True).repeat(repeat)
+    atoms.rattle(stdev=0.05, seed=seed)
+    return atoms
+
+
+def time_gapfit_calls(model, atoms, n_calls, displacement=1e-3, seed=0):
+    """µs per atom per energy+forces+stress call of gapfit's ASE calculator, one thread."""
+    import gapfit
+    from gapfit.fit.threads import single_thread
+    atoms = atoms.copy()
+    atoms.calc = gapfit.GAPCalculator(model)
+    rng = np.random.default_rng(seed)
+    with single_thread():
+        atoms.get_forces()
+        elapsed = 0.0
+        for _ in range(n_calls):
+            atoms.positions = atoms.positions + rng.normal(scale=displacement,
+                                                           size=(len(atoms), 3))
+            start = time.perf_counter()
+            atoms.get_potential_energy()
+            atoms.get_forces()
+            atoms.get_stress()
+            elapsed += time.perf_counter() - start
+    return elapsed / n_calls / len(atoms) * 1e6
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a gap_fit XML model (default: fit the ANCHORS recipe)")
+    parser.add_argument("--stride", type=int, default=5, help="Mo_train[::stride] for the fit")
+    parser.add_argument("--workdir", default="quip_models_work", help="where gap_fit runs")
+    parser.add_argument("--calls", type=int, default=3, help="timed calls per size")
+    args = parser.parse_args(argv)
+    if not have_quip():
+        print("quippy-ase is not installed (pip install quippy-ase); nothing to compare")
+        return 1
+    import gapfit
+    from quippy.potential import Potential
+
+    if args.model:
+        path = Path(args.model)
+        print(f"model: {path}")
+    else:
+        train = load_mlearn(MLEARN / "Mo_train.json")[::args.stride]
+        print(f"fitting the ANCHORS recipe with gap_fit on Mo_train[::{args.stride}] "
+              f"({len(train)} configurations, {sum(len(a) for a in train)} atoms) ...")
+        fit = run_gap_fit(train, args.workdir)
+        path = Path(fit["gp_file"])
+        print(f"gap_fit: {fit['wall_s']:.0f} s, peak {fit['peak_rss_mb']:.0f} MB -> {path}")
+    started = time.perf_counter()
+    model = gapfit.load(path)
+    print(f"gapfit.load: {time.perf_counter() - started:.2f} s, terms "
+          f"{[type(t).__name__ for t in model.terms_]}, "
+          f"{model.alpha_.size} sparse points")
+
+    rows = []
+    for repeat, seed in (((4, 4, 4), 1), ((8, 8, 8), 2)):
+        atoms = bcc_mo(repeat, seed)
+        reference = atoms.copy()
+        reference.calc = Potential(param_filename=str(path))
+        ours = atoms.copy()
+        ours.calc = gapfit.GAPCalculator(model)
+        e_ref, f_ref = reference.get_potential_energy(), reference.get_forces()
+        s_ref = reference.get_stress()
+        e_ours, f_ours, s_ours = ours.get_potential_energy(), ours.get_forces(), ours.get_stress()
+        quip_us = time_quip_calls(path, atoms, n_calls=args.calls)
+        ours_us = time_gapfit_calls(model, atoms, n_calls=args.calls)
+        rows.append((len(atoms), abs(e_ours - e_ref) / len(atoms) * 1e3,
+                     abs(e_ours - e_ref) / abs(e_ref), np.abs(f_ours - f_ref).max() * 1e3,
+                     np.abs(s_ours - s_ref).max() * 160.21766, quip_us, ours_us))
+    print()
+    print("| atoms | max ΔE (meV/atom) | rel. ΔE | max ΔF (meV/Å) | max Δstress (GPa) "
+          "| quippy µs/atom | gapfit µs/atom | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, de, rel, df, ds, quip_us, ours_us in rows:
+        print(f"| {n} | {de:.2e} | {rel:.1e} | {df:.2e} | {ds:.1e} | {quip_us:,.0f} "
+              f"| {ours_us:,.1f} | {ours_us / quip_us:.3f} |")
+    print("\nquippy: energy+forces per call (OMP_NUM_THREADS=1); gapfit: energy+forces+stress "
+          "per call of GAPCalculator, one numba/BLAS thread; target ratio <= 0.05")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
