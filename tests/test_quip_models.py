@@ -78,6 +78,12 @@ def test_gap_fit_model_in_the_cli_and_without_uncertainty(gap_fit_model, tmp_pat
     model = gapfit.load(path)
     with pytest.raises(ValueError, match="carries no posterior covariance"):
         model.predict_variances(fresh_structures(data_name)[:1])
+    assert main(["md", str(path), str(test_file), "--index", "0", "--ensemble", "nve",
+                 "--steps", "4", "--interval", "2", "--seed", "1",
+                 "-o", str(tmp_path / "md.xyz"), "--log", str(tmp_path / "md.log")]) == 0
+    frames = ase.io.read(tmp_path / "md.xyz", index=":")
+    assert len(frames) >= 2
+    assert_same(gapfit_prediction(model, frames[-1]), quippy_prediction(path, frames[-1]))
     assert main(["export", str(path), "-o", str(tmp_path / "again.xml")]) == 0
     for atoms in fresh_structures(data_name)[:1]:
         assert_same(quippy_prediction(tmp_path / "again.xml", atoms),

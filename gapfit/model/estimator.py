@@ -167,6 +167,10 @@ class GAP(BaseEstimator):
     def _optimize_hyperparameters(self, chunks):
         """The ``optimize_hyperparameters`` step at the end of ``fit`` (evidence maximisation
         from the stored R factors; the labels are read once more for their sigmas)."""
+        offsets = [type(term).__name__ for term in self.terms_ if term.kernel_offset()]
+        if offsets:
+            raise ValueError(f"optimize_hyperparameters: {offsets[0]} has a signal_mean, so "
+                             "the evidence is not a function of delta scales alone; not supported")
         setting = self.optimize_hyperparameters
         max_factor = 10.0 if setting in (True, False) else float(setting)
         noise = NoiseSummary.combine(self._map(partial(noise_summary, self.target_settings()),
