@@ -76,6 +76,11 @@ def test_gap_fit_model_in_the_cli_and_without_uncertainty(gap_fit_model, tmp_pat
     assert main(["eval", str(path), str(test_file), "--json", str(tmp_path / "e.json")]) == 0
     assert (tmp_path / "e.json").is_file()
     model = gapfit.load(path)
+    labelled = ase.io.read(test_file, index=":2")
+    forces = [atoms.get_forces() for atoms in labelled]
+    predicted = [quippy_prediction(path, atoms)[1] for atoms in labelled]
+    rmse = np.sqrt(np.mean(np.concatenate([(f - p).ravel() ** 2 for f, p in zip(forces, predicted)])))
+    assert model.score(labelled) == pytest.approx(-rmse, rel=1e-8)
     with pytest.raises(ValueError, match="carries no posterior covariance"):
         model.predict_variances(fresh_structures(data_name)[:1])
     assert main(["md", str(path), str(test_file), "--index", "0", "--ensemble", "nve",
