@@ -10,14 +10,18 @@ and forces (and gapfit's stress), with the largest differences and µs/atom per 
     PYTHONPATH=. python benchmarks/quip_models.py [--model gap.xml] [--stride 5] [--calls 3]
     PYTHONPATH=. python benchmarks/quip_models.py --energies-only   # quick fit, same cost
 
-Measured 2026-12-01 (shared 2-core machine, load ~40, so wall times are ~20x CPU times;
---energies-only, Mo_train[::5], 2,019 atoms, 1,020 sparse points; CPU µs/atom per
-energy+forces+stress call):
+Measured 2026-12-01 on the shared 2-core machine, CPU µs/atom per energy+forces+stress
+call, one thread each. The ANCHORS recipe fitted by gap_fit with energies, forces and
+virials on Mo_train[::5] (39 configurations, 2,019 atoms; 2,438 s under load ~40;
+1,020 sparse points), ``--model`` of that file (wall ≈ CPU in this run):
 
-| atoms | max ΔE (meV/atom) | max ΔF (meV/Å) | max Δstress (GPa) | quippy | gapfit | ratio |
-|---|---|---|---|---|---|---|
-| 128 | 1.6e-09 | 4.3e-09 | 5.8e-12 | 5,543 | 158 | 0.028 |
-| 1,024 | 1.4e-09 | 6.2e-09 | 5.2e-12 | 5,328 | 96 | 0.018 |
+| atoms | max ΔE (meV/atom) | rel. ΔE | max ΔF (meV/Å) | max Δstress (GPa) | quippy | gapfit | ratio |
+|---|---|---|---|---|---|---|---|
+| 128 | 1.7e-09 | 1.6e-13 | 6.9e-08 | 4.3e-11 | 5,231 | 106 | 0.020 |
+| 1,024 | 4.0e-09 | 3.7e-13 | 8.9e-08 | 2.1e-11 | 5,936 | 145 | 0.024 |
+
+The same recipe fitted to energies only (``--energies-only``, same cost to evaluate; load ~40,
+wall ~20× CPU): ratio 0.028 (128 atoms) and 0.018 (1,024 atoms).
 """
 import argparse
 import os
