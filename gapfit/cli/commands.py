@@ -290,6 +290,27 @@ def _add_otf(subparsers):
     parser.set_defaults(handler=command_otf)
 
 
+def _add_export(subparsers):
+    parser = subparsers.add_parser(
+        "export", help="write a model as a gap_fit XML file (quippy, LAMMPS pair_style quip)",
+        description="Write a fitted model whose terms are QUIP-representable (QuipSOAP, "
+                    "QuipDistance2b, QuipAngle3b, TwoBody) as a gap_fit XML file plus its "
+                    "sparseX files, for quippy's Potential and LAMMPS pair_style quip.")
+    parser.add_argument("model", help="model file written by gapfit fit (or a gap_fit XML)")
+    parser.add_argument("-o", "--output", required=True, help="XML file to write")
+    parser.add_argument("--label", help="GAP label (Potential xml_label=...); default GAP_gapfit")
+    _common(parser)
+    parser.set_defaults(handler=command_export)
+
+
+def command_export(args):
+    from .. import load
+    model = load(args.model)
+    path = model.save_xml(args.output, label=args.label)
+    print(f"wrote {path} (label {args.label or getattr(model, 'quip_label_', 'GAP_gapfit')})")
+    return 0
+
+
 def build_parser():
     from .. import __version__
     parser = argparse.ArgumentParser(
@@ -301,6 +322,7 @@ def build_parser():
     _add_md(subparsers)
     _add_select(subparsers)
     _add_otf(subparsers)
+    _add_export(subparsers)
     return parser
 
 

@@ -27,7 +27,6 @@ YAML files (``.yaml``/``.yml``, read when PyYAML is installed) hold the same
 structure. ``merge_settings`` applies overrides (as given on a command line),
 ``build_model`` makes the estimator, ``to_toml`` writes settings back as TOML.
 """
-import inspect
 import math
 import tomllib
 from pathlib import Path
@@ -39,9 +38,9 @@ PATH_KEYS = ("train", "validate", "output")
 
 def term_classes():
     """{lower-case name: class} of every term that ``gapfit.model.terms`` defines."""
-    from ..model import terms
-    return {name.lower(): cls for name, cls in vars(terms).items()
-            if inspect.isclass(cls) and issubclass(cls, terms.Term) and cls is not terms.Term}
+    from ..model import quip_terms  # noqa: F401  (importing it registers QUIP's terms)
+    from ..model.terms import TERM_CLASSES
+    return {name.lower(): cls for name, cls in TERM_CLASSES.items()}
 
 
 def term_class(name):

@@ -67,6 +67,57 @@ def add_virial_rows(out, col0, proj, gq, factor_sparse, factor_self, pair_envs,
 
 
 @njit(parallel=True, cache=True)
+def add_weight_force_rows(out, col0, values, cutoff_gradients, pair_envs, target_rows,
+                          target_ptr, target_pairs, target_signs):
+    """out[row, a, col0 + m] += sign * K[e, m] * w[p, a]: the covariance-cutoff part of the
+    force rows, with K the unweighted kernel values and w[p] = ∂f_e/∂r_p (targets as in
+    ``add_force_rows``)."""
+    n_cols = values.shape[1]
+    for t in prange(target_rows.shape[0]):
+        row = target_rows[t]
+        for k in range(target_ptr[t], target_ptr[t + 1]):
+            p = target_pairs[k]
+            sign = target_signs[k]
+            e = pair_envs[p]
+            for a in range(3):
+                g = sign * cutoff_gradients[p, a]
+                for m in range(n_cols):
+                    out[row, a, col0 + m] += g * values[e, m]
+
+
+@njit(parallel=True, cache=True)
+def add_weight_virial_rows(out, col0, values, cutoff_gradients, pair_envs, pair_vectors,
+                           config):
+    """The covariance-cutoff part of the virial rows of one configuration: P = K[e, m] w[p]
+    in place of ``add_virial_rows``' P; parallel over column blocks."""
+    n_cols = values.shape[1]
+    n_blocks = (n_cols + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
+    for block in prange(n_blocks):
+        start = block * _COLUMN_BLOCK
+        stop = min(start + _COLUMN_BLOCK, n_cols)
+        for p in range(cutoff_gradients.shape[0]):
+            e = pair_envs[p]
+            wx = cutoff_gradients[p, 0]
+            wy = cutoff_gradients[p, 1]
+            wz = cutoff_gradients[p, 2]
+            dx = pair_vectors[p, 0]
+            dy = pair_vectors[p, 1]
+            dz = pair_vectors[p, 2]
+            for m in range(start, stop):
+                k = values[e, m]
+                px = k * wx
+                py = k * wy
+                pz = k * wz
+                col = col0 + m
+                out[config, 0, col] -= px * dx
+                out[config, 1, col] -= py * dy
+                out[config, 2, col] -= pz * dz
+                out[config, 3, col] -= 0.5 * (py * dz + pz * dy)
+                out[config, 4, col] -= 0.5 * (px * dz + pz * dx)
+                out[config, 5, col] -= 0.5 * (px * dy + py * dx)
+
+
+@njit(parallel=True, cache=True)
 def add_grouped_rows(out, col0, values, groups):
     """out[groups[i], col0 + m] += values[i, m]; parallel over column blocks."""
     n_cols = values.shape[1]

@@ -59,9 +59,20 @@ def design_rows(terms, structures):
 
 
 def add_term_rows(rows, term, environments, column0, structure, atom_offset):
-    """Add one term's contribution for one structure to ``rows``."""
+    """Add one term's contribution for one structure to ``rows``.
+
+    Environments that carry a covariance cutoff f_e (QUIP's 2-/3-body descriptors,
+    ``CutoffLocalEnvironments``) weigh their kernel by it: the row is f_e K, and its
+    gradient f_e (A s + B q)·g + K ∂f_e/∂r."""
     local_index = np.full(environments.n_envs, -1, dtype=np.int64)
+    weights = getattr(environments, "covariance_cutoff", None)
     for envs, start, stop, values, factor_sparse, factor_self in term.kernel_blocks(environments):
+        unweighted = None
+        if weights is not None:
+            weight = weights[envs][:, None]
+            unweighted = np.ascontiguousarray(values)
+            values, factor_sparse, factor_self = (values * weight, factor_sparse * weight,
+                                                  factor_self * weight)
         rows.energy[structure, column0 + start: column0 + stop] += values.sum(axis=0)
         local_index[:] = -1
         local_index[envs] = np.arange(len(envs))
@@ -85,3 +96,11 @@ def add_term_rows(rows, term, environments, column0, structure, atom_offset):
                                     factor_self, pair_envs,
                                     np.ascontiguousarray(environments.pair_vectors[chosen]),
                                     np.full(len(chosen), structure, dtype=np.int64))
+            if unweighted is not None:
+                cutoff_gradients = np.ascontiguousarray(
+                    environments.pair_cutoff_gradients[chosen], dtype=np.float64)
+                kernels.add_weight_force_rows(rows.forces, column0 + start, unweighted,
+                                              cutoff_gradients, pair_envs, *targets)
+                kernels.add_weight_virial_rows(
+                    rows.virial, column0 + start, unweighted, cutoff_gradients, pair_envs,
+                    np.ascontiguousarray(environments.pair_vectors[chosen]), structure)

@@ -128,7 +128,7 @@ def summarize_features(terms, indices, chunk):
     """Per term (None where the index is not listed): {channel: ChannelSummary} of the
     chunk's selection features, with the Gram matrix for CUR terms (step 2a)."""
     found = _features_of(terms, list(indices), chunk)
-    return [sparse.summarize(*found[i], with_gram=term.sparse_method == "cur") if i in found
+    return [sparse.summarize(*found[i], with_gram=term.selection_method == "cur") if i in found
             else None for i, term in enumerate(terms)]
 
 

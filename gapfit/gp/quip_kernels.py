@@ -69,6 +69,24 @@ class QuipDotProduct:
         """k between raw sparse points, (M, M) (cutoffs and δ² are the caller's)."""
         return self.covariance(sparse, sparse)
 
+    def gradient_covariance(self, features_a, jacobians_a, features_b, jacobians_b):
+        """T[a, i, b, j] = J_a[i] · ∂²k(q_a, q_b)/∂q_a∂q_b · J_b[j], shape (n_a, 3, n_b, 3)
+        (the prior covariance of forces, as ``gapfit.gp.kernels``), with c = q_a·q_b:
+        ζ(ζ-1) c^(ζ-2) (J_a[i]·q_b)(J_b[j]·q_a) + ζ c^(ζ-1) J_a[i]·J_b[j]."""
+        n_a, n_b = len(features_a), len(features_b)
+        zeta = self.zeta
+        dot = features_a @ features_b.T
+        flat_a = jacobians_a.reshape(3 * n_a, -1)
+        flat_b = jacobians_b.reshape(3 * n_b, -1)
+        result = ((zeta * dot ** (zeta - 1))[:, None, :, None]
+                  * (flat_a @ flat_b.T).reshape(n_a, 3, n_b, 3))
+        if zeta != 1:
+            a_on_b = (flat_a @ features_b.T).reshape(n_a, 3, n_b)
+            b_on_a = (flat_b @ features_a.T).reshape(n_b, 3, n_a).transpose(2, 0, 1)
+            result += ((zeta * (zeta - 1) * dot ** (zeta - 2))[:, None, :, None]
+                       * a_on_b[:, :, :, None] * b_on_a[:, None, :, :])
+        return result
+
 
 class _ScaledIsotropic:
     """Shared parts of ard_se and pp: descriptors divided by θ per dimension."""

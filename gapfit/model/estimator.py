@@ -222,6 +222,10 @@ class GAP(BaseEstimator):
         """The ``optimize_hyperparameters`` step at the end of ``fit`` (evidence maximisation
         from the stored R factors; the labels are read once more for their sigmas): "scale"
         (one closed-form factor of all sigmas and deltas), True or a factor (each separately)."""
+        offsets = [type(term).__name__ for term in self.terms_ if term.kernel_offset()]
+        if offsets:
+            raise ValueError(f"optimize_hyperparameters: {offsets[0]} has a signal_mean, so "
+                             "the evidence is not a function of delta scales alone; not supported")
         setting = self.optimize_hyperparameters
         noise = NoiseSummary.combine(self._map(partial(noise_summary, self.target_settings()),
                                                chunks, "noise"))
@@ -383,7 +387,7 @@ class GAP(BaseEstimator):
             again = self._map_reduce(partial(training.summarize_features, self.terms_, adapted),
                                      training.merge_summary_lists, chunks, "feature statistics")
             summaries = [again[i] if i in adapted else s for i, s in enumerate(summaries)]
-        plans = [plan_selection(summary, term.n_sparse, term.sparse_method)
+        plans = [plan_selection(summary, term.n_sparse, term.selection_method)
                  for term, summary in zip(self.terms_, summaries)]
         proposing = [plan if plan.method != "uniform" else None for plan in plans]
         candidates = [None] * len(plans)
@@ -425,7 +429,16 @@ class GAP(BaseEstimator):
     def posterior(self):
         """The factors posterior variances need (``gapfit.uncertainty.posterior.Posterior``),
         computed once per fitted state and kept until the coefficients change."""
+        if hasattr(self, "alpha_") and not hasattr(self, "factor_"):
+            raise ValueError(f"{getattr(self, 'source_', 'this model')}: a model read from a "
+                             "gap_fit XML file carries no posterior covariance, so predictive "
+                             "variances are not available")
         check_is_fitted(self, "factor_")
+        for term in getattr(self, "terms_", []):
+            reason = term.posterior_unsupported() if hasattr(term, "posterior_unsupported") \
+                else None
+            if reason:
+                raise ValueError(reason)
         cached = getattr(self, "_posterior", None)
         if cached is None or not cached.is_current(self):
             cached = self._posterior = Posterior(self)
@@ -454,8 +467,24 @@ class GAP(BaseEstimator):
     def save(self, path):
         """Write the fitted model to ``path`` atomically (see ``gapfit.model.model_file``)."""
         check_is_fitted(self, "alpha_")
+        if not hasattr(self, "factor_"):
+            raise ValueError(f"{getattr(self, 'source_', 'this model')}: a model read from a "
+                             "gap_fit XML file can be written with save_xml only")
         check_writable(path)  # before any work: the error names the user's path
         write_model_file(path, stored.model_header(self), stored.model_arrays(self))
+    def save_xml(self, path, label=None):
+        """Write the fitted model as a gap_fit XML file plus sparseX files (md5-summed), which
+        quippy's ``Potential(param_filename=path)`` and LAMMPS ``pair_style quip`` load.
+
+        label : the GAP label (``Potential xml_label=LABEL``); default the label of a model
+        read from XML, else "GAP_gapfit". Raises ValueError naming the first term that the
+        format cannot hold (only QuipSOAP, QuipDistance2b, QuipAngle3b and TwoBody can).
+        Returns the path written."""
+        from .quip_model import record_from_model
+        from .quip_xml import write_gap_xml
+        check_is_fitted(self, "alpha_")
+        label = label or getattr(self, "quip_label_", "GAP_gapfit")
+        return write_gap_xml(record_from_model(self, label), path)
 
 
 def load_model(path):

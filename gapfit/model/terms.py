@@ -10,8 +10,17 @@ from sklearn.base import BaseEstimator
 from ..gp.kernels import CutoffSquaredExponential, NormalizedDotProduct, SquaredExponential
 
 
+# every term class by name (subclasses register themselves), for model files and settings
+TERM_CLASSES = {}
+
+
 class Term(BaseEstimator):
     """Shared behaviour: building the descriptor and kernel, holding sparse points."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_make_descriptor" in vars(cls):  # a concrete term, not a shared base
+            TERM_CLASSES[cls.__name__] = cls
 
     def build(self, species):
         """Create ``descriptor_`` and ``kernel_`` for these atomic numbers; returns self.
@@ -35,6 +44,19 @@ class Term(BaseEstimator):
         these over chunks). Returns whether the descriptor changed, so the features must be
         computed again. Most terms need nothing."""
         return False
+
+    @property
+    def selection_method(self):
+        """The ``gapfit.gp.sparse`` method that chooses this term's sparse points."""
+        return self.sparse_method
+
+    def sparse_weights(self):
+        """Per-sparse-point factors that multiply the kernel, or None (all 1)."""
+        return None
+
+    def kernel_offset(self):
+        """A constant (eV²) added to every δ²-scaled kernel value; 0 for gapfit's kernels."""
+        return 0.0
 
     def state_arrays(self):
         """Fitted arrays besides the sparse points that a model file must keep."""
@@ -276,9 +298,8 @@ def term_record(term):
 
 
 def term_class(name):
-    """The term class called ``name`` (a subclass of Term defined here), or None."""
-    cls = globals().get(name)
-    return cls if isinstance(cls, type) and issubclass(cls, Term) and cls is not Term else None
+    """The term class called ``name`` (any subclass of Term, QUIP's included), or None."""
+    return TERM_CLASSES.get(name)
 
 
 def term_from_record(record):

@@ -18,6 +18,7 @@ import numpy as np
 from . import _kernels as kernels
 from ..descriptors.numerics import cosine_cutoff
 from ..gp.kernels import CutoffSquaredExponential, NormalizedDotProduct
+from ..gp.quip_kernels import QuipDotProduct
 from ..fit.threads import single_thread
 from ..structures.neighbors import SkinNeighborList, build_neighbor_list, within
 
@@ -55,13 +56,16 @@ def _is_integer(value):
 
 
 class _ChannelModel:
-    """One channel of one term: its sparse points (as the kernel stores them) and α δ² (eV)."""
+    """One channel of one term: its sparse points (as the kernel stores them), α δ² c (eV)
+    and the constant μ² Σ α c (eV) every environment gets (c: the term's sparse weights,
+    μ²: its kernel offset; 1 and 0 for gapfit's own terms)."""
 
-    def __init__(self, channel, sparse_points, coefficients, columns=None):
+    def __init__(self, channel, sparse_points, coefficients, columns=None, constant=0.0):
         self.channel = channel
         self.columns = columns  # slice of the term's columns (sparse points) of this channel
         self.sparse_points = np.ascontiguousarray(sparse_points, dtype=np.float64)
         self.coefficients = np.ascontiguousarray(coefficients, dtype=np.float64)
+        self.constant = float(constant)
 
 
 class TermPredictor:
@@ -78,14 +82,24 @@ class TermPredictor:
         self.cutoff = term.neighbor_cutoff
         self.kernel = term.kernel_
         scale = term.delta_ ** 2
+        weights = term.sparse_weights() if hasattr(term, "sparse_weights") else None
+        weighted_alpha = np.asarray(alpha, dtype=np.float64)
+        if weights is not None:
+            weighted_alpha = weighted_alpha * weights
+        offset = term.kernel_offset() if hasattr(term, "kernel_offset") else 0.0
         self.channels = [
-            _ChannelModel(channel, term.sparse_points_[start:stop], scale * alpha[start:stop],
-                          slice(start, stop))
+            _ChannelModel(channel, term.sparse_points_[start:stop],
+                          scale * weighted_alpha[start:stop], slice(start, stop),
+                          offset * weighted_alpha[start:stop].sum())
             for channel, (start, stop) in term.channel_columns_.items()]
         self.scale = scale
         kernel = self.kernel
-        if isinstance(kernel, NormalizedDotProduct) and _is_integer(kernel.zeta):
+        if any(part.constant for part in self.channels):
+            self._contract = self._generic
+        elif isinstance(kernel, NormalizedDotProduct) and _is_integer(kernel.zeta):
             self._contract = self._dot_product
+        elif isinstance(kernel, QuipDotProduct) and _is_integer(kernel.zeta):
+            self._contract = self._plain_dot_product
         elif isinstance(kernel, CutoffSquaredExponential) and self.descriptor.n_features == 1:
             for part in self.channels:
                 cutoff_values, _ = cosine_cutoff(part.sparse_points[:, 0], kernel.cutoff,
@@ -151,6 +165,20 @@ class TermPredictor:
             gradients[block] -= (zeta * energies[block] / safe ** 2)[:, None] * values
         return energies, gradients
 
+    def _plain_dot_product(self, part, features, rows=None):
+        """(q · s)^ζ without normalisation (QUIP's dot_product on SOAP vectors as given)."""
+        _no_local_rows(rows, "QUIP's dot_product kernel")
+        zeta = int(self.kernel.zeta)
+        energies = np.empty(len(features))
+        gradients = np.empty_like(features)
+        for first in range(0, len(features), ENV_BLOCK):
+            block = slice(first, first + ENV_BLOCK)
+            weights = features[block] @ part.sparse_points.T
+            kernels.dot_product_energies(weights, np.ones(len(weights)), part.coefficients, zeta,
+                                         energies[block])
+            np.matmul(weights, part.sparse_points, out=gradients[block])
+        return energies, gradients
+
     def _pair_distance(self, part, features, rows=None):
         distances = np.ascontiguousarray(features[:, 0])
         energies = np.empty(len(distances))
@@ -172,8 +200,10 @@ class TermPredictor:
         gradients = ((factor_sparse * coefficients) @ part.sparse_points
                      + (factor_self @ coefficients)[:, None] * features)
         if rows is not None:
+            if part.constant or self.term.sparse_weights() is not None:
+                _no_local_rows(rows, "a kernel with sparse-point cutoffs or a signal mean")
             _add_by_atom(rows[0], rows[1], self.scale * values)
-        return values @ coefficients, gradients
+        return values @ coefficients + part.constant, gradients
 
     def add_to(self, atoms, neighbor_list, local_energies, forces, virial, local_rows=None):
         """Add this term's local energies (eV), forces (eV/Å) and virial (eV, 3×3, not yet
@@ -181,18 +211,45 @@ class TermPredictor:
         ``local_rows`` (n_atoms, n_sparse_points) also its local-energy design rows
         (``energies_and_gradients``). Returns the LocalEnvironments (no gradients)."""
         nl = within(neighbor_list, self.cutoff)
-        environments, state = self.descriptor.forward(atoms, nl)
-        env_energies, d_energy_d_features = self.energies_and_gradients(environments,
-                                                                        local_rows)
-        kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
-        pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward_from(
-            state, d_energy_d_features)
+        if not getattr(self.descriptor, "weighted", False):
+            environments, state = self.descriptor.forward(atoms, nl)
+            env_energies, d_energy_d_features = self.energies_and_gradients(environments,
+                                                                            local_rows)
+            kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
+            pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward_from(
+                state, d_energy_d_features)
+        else:
+            environments = self.descriptor.compute(atoms, nl, gradients=False)
+            weights = getattr(environments, "covariance_cutoff", None)
+            if weights is None:
+                env_energies, d_energy_d_features = self.energies_and_gradients(environments,
+                                                                                local_rows)
+                kernels.add_local_energies(environments.center_atoms, env_energies,
+                                           local_energies)
+                pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward(
+                    atoms, nl, d_energy_d_features)
+            else:  # QUIP's covariance cutoff f_e weighs the environment: E_e = f_e u_e
+                _no_local_rows(local_rows, "QUIP's covariance cutoffs (distance_2b, angle_3b)")
+                env_energies, d_energy_d_features = self.energies_and_gradients(environments)
+                kernels.add_local_energies(environments.center_atoms, weights * env_energies,
+                                           local_energies)
+                pair_envs, pair_neighbors, pair_vectors, gradient = self.descriptor.backward(
+                    atoms, nl, weights[:, None] * d_energy_d_features,
+                    d_energy_d_cutoff=env_energies)
         centers = np.ascontiguousarray(environments.center_atoms[pair_envs])
         kernels.add_forces_and_virial(centers, np.ascontiguousarray(pair_neighbors),
                                       np.ascontiguousarray(pair_vectors, dtype=np.float64),
                                       np.ascontiguousarray(gradient, dtype=np.float64),
                                       forces, virial)
         return environments
+
+
+def _no_local_rows(rows, what):
+    """ValueError when local-energy rows (``uncertainty="local"``) are asked of a term whose
+    local energies are not a plain kernel sum (not implemented for it)."""
+    if rows is not None:
+        raise ValueError(f"uncertainty='local' is not available for terms with {what}; "
+                         "use uncertainty=True")
 
 
 def _add_by_atom(atom_rows, centres, env_rows):
