@@ -147,7 +147,7 @@ def fitted_terms_from_record(record, path):
 
 def _two_body_coordinates(term):
     """distance_2b coordinates of a fitted gapfit ``TwoBody`` (the same kernel)."""
-    from ..descriptors.quip_common import cosine_cutoff
+    from ..descriptors.numerics import cosine_cutoff
     for channel, (start, stop) in term.channel_columns_.items():
         z1, z2 = divmod(int(channel), 1000)
         points = term.sparse_points_[start:stop]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..descriptors.quip_angle import QuipAngle3bDescriptor
 from ..descriptors.quip_channels import QuipChannels, pair_channel, triplet_channel
-from ..descriptors.quip_common import cosine_cutoff
+from ..descriptors.numerics import cosine_cutoff
 from ..descriptors.quip_pair import QuipDistance2bDescriptor
 from ..descriptors.quip_soap import QuipSOAPDescriptor
 from ..gp.kernels import CutoffSquaredExponential

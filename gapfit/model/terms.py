@@ -19,7 +19,7 @@ class Term(BaseEstimator):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "_make_descriptor" in vars(cls):  # a concrete term, not a shared base
+        if not cls.__name__.endswith("Term"):  # a concrete term, not a shared base
             TERM_CLASSES[cls.__name__] = cls
 
     def build(self, species):
