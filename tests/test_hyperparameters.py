@@ -119,7 +119,7 @@ def test_default_scale_keeps_predictions_and_maximises_the_evidence_along_the_ra
     scale = model.hyperparameter_result_["scale"]
     assert abs(np.log(scale)) > 0.05  # the case is not trivial
     assert model.noise_.scales == pytest.approx({"energy": scale, "forces": scale, "virial": scale})
-    assert [t.delta for t in model.terms_] == pytest.approx([scale * t.delta for t in plain.terms_])
+    assert [t.delta_ for t in model.terms_] == pytest.approx([scale * t.delta_ for t in plain.terms_])
     atoms = make_cu_structures(1, seed=42, repeat=(2, 1, 1), symbols=["Cu", "Au"], rattle=0.2)[0]
     assert np.allclose(model.predict_structure(atoms).forces, plain.predict_structure(atoms).forces,
                        rtol=1e-8, atol=1e-10)

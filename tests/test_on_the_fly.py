@@ -77,7 +77,8 @@ def test_a_frame_cut_short_is_dropped_and_appending_goes_on(tmp_path):
 
 
 def test_the_threshold_is_a_multiple_of_the_fitted_force_sigma():
-    model = pair_model(force_sigma=0.04).fit(make_cu_structures(2, seed=10, repeat=(2, 1, 1)))
+    model = pair_model(force_sigma=0.04, optimize_hyperparameters=False).fit(
+        make_cu_structures(2, seed=10, repeat=(2, 1, 1)))
     assert on_the_fly.noise_level(model) == pytest.approx(0.04)
     model.noise_ = model.noise_.with_scales({"forces": 2.5})
     assert on_the_fly.noise_level(model) == pytest.approx(0.1)
@@ -276,7 +277,7 @@ def test_the_local_source_reads_the_driving_calculators_forces_std():
     atoms = data[1].copy()
     atoms.calc = gapfit.GAPCalculator(model, uncertainty="local")
     atoms.get_forces()
-    reported = atoms.calc.results["forces_std"]
+    reported = atoms.calc.results["forces_latent_score"]
     value, _ = on_the_fly.frame_uncertainty(model, atoms, source="local")
     assert value == np.max(reported)
     bare = data[1].copy()  # without such a calculator: one is made for the frame

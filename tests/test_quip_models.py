@@ -113,7 +113,9 @@ def gapfit_quip_terms(three_body):
 def gapfit_model(request, tmp_path_factory):
     data_name, three_body = request.param
     train = ase.io.read(DATA / f"{data_name}_train.xyz", index=":6")
-    model = gapfit.GAP(terms=gapfit_quip_terms(three_body), random_state=0).fit(train)
+    # gap_fit XML holds no ZBL baseline: an exported model is fitted without one
+    model = gapfit.GAP(terms=gapfit_quip_terms(three_body), random_state=0,
+                       repulsion=None).fit(train)
     path = model.save_xml(tmp_path_factory.mktemp("export") / "model.xml")
     return data_name, model, path
 
@@ -223,10 +225,16 @@ def test_load_refuses_corrupted_missing_and_unsupported(gapfit_model, tmp_path):
 def test_save_xml_refuses_terms_gap_fit_cannot_hold(tmp_path):
     train = ase.io.read(DATA / "cu_train.xyz", index=":3")
     model = gapfit.GAP(terms=[gapfit.TwoBody(cutoff=4.0, n_sparse=5),
-                              gapfit.ACSF(r_cut=3.0, n_sparse=10)], random_state=0).fit(train)
+                              gapfit.ACSF(r_cut=3.0, n_sparse=10)], random_state=0,
+                       repulsion=None).fit(train)
     with pytest.raises(ValueError, match=r"term 1 \(ACSF\)") as error:
         model.save_xml(tmp_path / "model.xml")
     one_line(error)
+    assert not (tmp_path / "model.xml").exists()
+    with_repulsion = gapfit.GAP(terms=[gapfit.TwoBody(cutoff=4.0, n_sparse=5)],
+                                random_state=0).fit(train)
+    with pytest.raises(ValueError, match="repulsion=None"):
+        with_repulsion.save_xml(tmp_path / "model.xml")
     assert not (tmp_path / "model.xml").exists()
 
 

@@ -20,10 +20,12 @@ def split():
 
 @pytest.fixture(scope="module")
 def searched(split):
+    """A searched fit (seven screening fits and a final one): slow, run with -m slow."""
     train, _ = split
     return gapfit.GAP(random_state=0, recipe="search").fit(train)
 
 
+@pytest.mark.slow
 def test_search_is_deterministic_and_never_reads_the_test_split(split, searched):
     train, test = split
     # poison the held-out labels: a search that looked at them would choose or fit differently
@@ -37,6 +39,7 @@ def test_search_is_deterministic_and_never_reads_the_test_split(split, searched)
     assert np.array_equal(again.alpha_, searched.alpha_)
 
 
+@pytest.mark.slow
 def test_the_choice_is_the_best_allowed_evidence(searched):
     report = searched.recipe_
     screened = [c for c in report.candidates if np.isfinite(c.log_evidence_per_row)]
@@ -61,6 +64,7 @@ def test_a_budget_too_small_still_fits_with_a_warning(split):
     assert np.all(np.isfinite(model.predict(test)))
 
 
+@pytest.mark.slow
 def test_the_model_file_restores_the_recipe(searched, split, tmp_path):
     _, test = split
     searched.save(tmp_path / "m.gap")

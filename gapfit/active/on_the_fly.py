@@ -90,10 +90,12 @@ def frame_uncertainty(model, atoms, score="forces", source="full", posterior=Non
     """The force uncertainty of one frame (eV/Å): the largest force-component std
     (``score="forces"``) or their root mean square ("forces_rms").
 
-    source : "full", the exact posterior force std (``gapfit.uncertainty.posterior``); "local", whatever
-        ``GAPCalculator(model, uncertainty="local")`` reports as ``forces_std`` (the cheap
-        per-atom uncertainty where the calculator has it), read from the results of the
-        calculator driving ``atoms`` when it is such a calculator of ``model``. Returns (score, posterior), the
+    source : "full", the exact latent posterior force std (``gapfit.uncertainty.posterior``);
+        "local", the latent part of the cheap force score that
+        ``GAPCalculator(model, uncertainty="local")`` reports (``forces_latent_score``, one
+        value per atom), read from the results of the calculator driving ``atoms`` when it is
+        such a calculator of ``model``. Both leave out the label noise, so the threshold
+        compares what more data can lower. Returns (score, posterior), the
         posterior to pass back in while the model is unchanged.
     """
     from ..md.calculator import GAPCalculator
@@ -107,9 +109,9 @@ def frame_uncertainty(model, atoms, score="forces", source="full", posterior=Non
         if getattr(calculator, "uncertainty", None) != "local" or calculator.model is not model:
             calculator = GAPCalculator(model, uncertainty="local")
         calculator.get_forces(atoms)  # the MD step's own results when they are current
-        stds = calculator.results.get("forces_std")
+        stds = calculator.results.get("forces_latent_score")
         if stds is None:
-            raise ValueError("uncertainty 'local': GAPCalculator reports no forces_std")
+            raise ValueError("uncertainty 'local': GAPCalculator reports no forces_latent_score")
     else:
         raise ValueError(f"unknown uncertainty source {source!r} (choose from "
                          f"{', '.join(UNCERTAINTY_SOURCES)})")

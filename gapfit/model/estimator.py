@@ -223,10 +223,15 @@ class GAP(BaseEstimator):
         from the stored R factors; the labels are read once more for their sigmas): "scale"
         (one closed-form factor of all sigmas and deltas), True or a factor (each separately)."""
         offsets = [type(term).__name__ for term in self.terms_ if term.kernel_offset()]
+        setting = self.optimize_hyperparameters
+        if offsets and setting == "scale" and not self._searches():
+            logger.warning("%s has a signal_mean: the evidence is not a function of delta "
+                           "scales alone, so the sigmas and deltas stay as given (posterior "
+                           "stds not calibrated)", offsets[0])
+            return
         if offsets:
             raise ValueError(f"optimize_hyperparameters: {offsets[0]} has a signal_mean, so "
                              "the evidence is not a function of delta scales alone; not supported")
-        setting = self.optimize_hyperparameters
         noise = NoiseSummary.combine(self._map(partial(noise_summary, self.target_settings()),
                                                chunks, "noise"))
         if isinstance(setting, str) and not self._searches():
@@ -270,6 +275,9 @@ class GAP(BaseEstimator):
     def _learn_force_score_scale(self, chunks):
         """``force_score_scale_`` (1/Å) of the cheap force score on a few hundred training
         atoms (``gapfit.uncertainty.local.force_score_scale``)."""
+        if not all(hasattr(term.kernel_, "gradient_covariance") for term in self.terms_):
+            self.force_score_scale_ = None  # no force posterior for this kernel: no score
+            return
         self.force_score_scale_ = force_score_scale(self, sample_of_chunks(chunks))
 
     def update(self, X):
@@ -483,6 +491,9 @@ class GAP(BaseEstimator):
         from .quip_model import record_from_model
         from .quip_xml import write_gap_xml
         check_is_fitted(self, "alpha_")
+        if getattr(self, "repulsion_", None) is not None:
+            raise ValueError("save_xml: the ZBL repulsion baseline has no gap_fit XML form; fit "
+                             "with GAP(repulsion=None) to export the model")
         label = label or getattr(self, "quip_label_", "GAP_gapfit")
         return write_gap_xml(record_from_model(self, label), path)
 
