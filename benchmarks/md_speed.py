@@ -34,6 +34,7 @@ linear). Each (mode, size) runs in a fresh process (``_memory.measure_call``), w
 before the timed calls (model, structure and interpreter excluded).
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -74,6 +75,7 @@ def limit_threads(threads):
 
 
 def fit_gapfit(train, n_sparse, path):
+    """The benchmark's model, fitted by the gapfit on the path (reused when ``path`` exists)."""
     import gapfit
     if path.is_file():
         print(f"gapfit model: reusing {path}")
@@ -196,11 +198,15 @@ def agreement(model, gp_file, atoms):
     return 1e3 * np.sqrt(np.mean((ours - quip_forces[0]) ** 2))
 
 
-def time_tree(tree, model_path, repeats, calls, displacement, threads):
-    """{atoms: (wall, cpu) µs/atom} of the gapfit in source tree ``tree``, in a new process."""
+def time_tree(tree, model_path, repeats, calls, displacement, threads, train_path, stride,
+              n_sparse):
+    """{atoms: (wall, cpu) µs/atom} of the gapfit in source tree ``tree``, in a new process;
+    the model at ``model_path`` is first fitted there by that tree's gapfit if absent (an
+    older gapfit cannot read a newer model file)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--time-only", str(model_path),
                "--threads", str(threads), "--calls", str(calls), "--displacement",
-               str(displacement), "--repeats", *map(str, repeats)]
+               str(displacement), "--repeats", *map(str, repeats), "--data-dir",
+               str(train_path.parent), "--stride", str(stride), "--n-sparse", str(n_sparse)]
     environment = dict(os.environ, PYTHONPATH=str(tree))
     for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         environment.setdefault(name, str(threads))
@@ -216,6 +222,10 @@ def time_only(model_path, args):
     from threadpoolctl import threadpool_limits
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=args.threads)
+    if not model_path.is_file():
+        train = gapfit.io.read_mlearn(args.data_dir / "Mo_train.json")[::args.stride]
+        with contextlib.redirect_stdout(sys.stderr):
+            model = fit_gapfit(train, args.n_sparse, model_path)
     model = gapfit.load(model_path)
     result = {}
     for repeat in args.repeats:
@@ -226,15 +236,20 @@ def time_only(model_path, args):
     return 0
 
 
-def before_and_after(before, model_path, args):
-    """Best-of-rounds µs/atom of an older tree and of this one, timed alternately."""
+def before_and_after(before, workdir, args):
+    """Best-of-rounds µs/atom of an older tree and of this one, timed alternately; each tree
+    fits the benchmark's recipe on the same data with the same seed (with its own defaults,
+    e.g. the ZBL baseline that later gapfit adds) into its own model file."""
     this_tree = Path(__file__).resolve().parents[1]
     trees = {"before": Path(before).resolve(), "after": this_tree}
+    models = {"before": workdir / "gapfit_mo_before.gap", "after": workdir / "gapfit_mo.gap"}
     best = {name: {} for name in trees}
     for _ in range(args.rounds):
         for name, tree in trees.items():
-            for size, times in time_tree(tree, model_path, args.repeats, args.calls,
-                                         args.displacement, args.threads).items():
+            for size, times in time_tree(tree, models[name], args.repeats, args.calls,
+                                         args.displacement, args.threads,
+                                         args.data_dir / "Mo_train.json", args.stride,
+                                         args.n_sparse).items():
                 previous = best[name].get(size, (np.inf, np.inf))
                 best[name][size] = (min(previous[0], times[0]), min(previous[1], times[1]))
     print(f"\nbefore ({trees['before']}) and after ({this_tree}), best of {args.rounds} "
@@ -300,7 +315,7 @@ def main(argv=None):
               "pip install quippy-ase to compare")
     gp_file = fit_quip(train, args.n_sparse, workdir / "quip") if use_quip else None
     if args.before is not None:
-        before_and_after(args.before, workdir / "gapfit_mo.gap", args)
+        before_and_after(args.before, workdir, args)
 
     print(f"\nenergy+forces+stress per call, µs per atom ({args.calls} calls, "
           f"{args.displacement} Å moves between calls, {args.threads} thread(s))")

@@ -180,20 +180,21 @@ class AtomCentredDescriptor(Descriptor):
         and that the neighbour list belongs to ``atoms`` and is sorted by centre."""
         numbers = np.asarray(atoms.numbers, dtype=np.int64)
         centre_species = self.species_index[numbers]
-        name = atoms.get_chemical_formula()
         if (centre_species < 0).any():
+            name = atoms.get_chemical_formula()
             unknown = sorted({CHEMICAL_SYMBOLS[z] for z in numbers[centre_species < 0]})
             known = [CHEMICAL_SYMBOLS[z] for z in self.species]
             raise ValueError(f"{self.label} on {name}: species {', '.join(unknown)} not among "
                              f"the descriptor's species {known}")
         if neighbor_list.n_atoms != len(atoms):
-            raise ValueError(f"{self.label} on {name}: neighbour list has "
+            raise ValueError(f"{self.label} on {atoms.get_chemical_formula()}: neighbour list has "
                              f"{neighbor_list.n_atoms} atoms, structure has {len(atoms)}")
         centers = neighbor_list.centers
         if not np.all(inside):
             centers = centers[inside]
         if len(centers) > 1 and (np.diff(centers) < 0).any():
-            raise ValueError(f"{self.label} on {name}: neighbour list is not sorted by centre")
+            raise ValueError(f"{self.label} on {atoms.get_chemical_formula()}: "
+                             "neighbour list is not sorted by centre")
         neighbors = neighbor_list.neighbors if np.all(inside) else neighbor_list.neighbors[inside]
         vectors = neighbor_list.vectors if np.all(inside) else neighbor_list.vectors[inside]
         offsets = np.zeros(len(atoms) + 1, dtype=np.int64)

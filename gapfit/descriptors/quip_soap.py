@@ -177,9 +177,8 @@ class QuipSOAPDescriptor(Descriptor):
 
     def _kernel_inputs(self, atoms, neighbor_list):
         """Centres, their pairs within the cutoff (CSR over centres) and species indices."""
-        name = atoms.get_chemical_formula()
         if neighbor_list.n_atoms != len(atoms):
-            raise ValueError(f"QUIP SOAP on {name}: neighbour list has {neighbor_list.n_atoms} "
+            raise ValueError(f"QUIP SOAP on {atoms.get_chemical_formula()}: neighbour list has {neighbor_list.n_atoms} "
                              f"atoms, structure has {len(atoms)}")
         numbers = np.asarray(atoms.numbers, dtype=np.int64)
         if self.centre_species is None:
@@ -190,7 +189,7 @@ class QuipSOAPDescriptor(Descriptor):
         centre_species = self._species_index[numbers[centre_atoms]]
         if (centre_species < 0).any():
             unknown = sorted({_CHEMICAL_SYMBOLS[z] for z in numbers[centre_atoms][centre_species < 0]})
-            raise ValueError(f"QUIP SOAP on {name}: centre species {', '.join(unknown)} not among "
+            raise ValueError(f"QUIP SOAP on {atoms.get_chemical_formula()}: centre species {', '.join(unknown)} not among "
                              f"the descriptor's species "
                              f"{[_CHEMICAL_SYMBOLS[z] for z in self.species]} (give Z=)")
         env_of_atom = np.full(len(atoms), -1, dtype=np.int64)

@@ -66,11 +66,11 @@ def _radius_from_weighting(weighting):
 
 @dataclass
 class SOAPForwardState:
-    """What ``SOAPDescriptor.forward`` keeps for ``backward_from``: the structure's formula
-    (for messages), the kernel inputs (pairs by centre, CSR offsets, species indices) and
+    """What ``SOAPDescriptor.forward`` keeps for ``backward_from``: the structure (its formula
+    names it in messages, formed only then: it costs ~2 µs per atom), the kernel inputs (pairs by centre, CSR offsets, species indices) and
     the expansion coefficients (n_atoms, n_species, (l_max+1)², n_max) in dscribe's units."""
 
-    formula: str
+    atoms: object
     inputs: tuple
     coefficients: np.ndarray
 
@@ -230,14 +230,14 @@ class SOAPDescriptor(AtomCentredDescriptor):
         environments = LocalEnvironments(features=features,
                                          center_atoms=np.arange(len(atoms), dtype=np.int64),
                                          channels=numbers.copy())
-        return environments, SOAPForwardState(atoms.get_chemical_formula(), inputs,
+        return environments, SOAPForwardState(atoms, inputs,
                                               coefficients)
 
     def backward_from(self, state, d_energy_d_features):
         """``backward`` for the structure and neighbour list that ``forward`` saw (``state``
         is what it returned), reusing its expansion coefficients; same results."""
         centers, neighbors, vectors, offsets, pair_species, centre_species = state.inputs
-        d_energy_d_features = self._checked_upstream(state.formula, len(offsets) - 1,
+        d_energy_d_features = self._checked_upstream(state.atoms, len(offsets) - 1,
                                                      d_energy_d_features)
         d_energy_d_vectors = np.empty((len(centers), 3))
         self._run(kernels.BACKWARD, offsets, vectors, pair_species, centre_species,
@@ -245,11 +245,11 @@ class SOAPDescriptor(AtomCentredDescriptor):
                   d_energy_d_vectors=d_energy_d_vectors, kept_coefficients=state.coefficients)
         return centers, neighbors, vectors, d_energy_d_vectors
 
-    def _checked_upstream(self, formula, n_atoms, d_energy_d_features):
+    def _checked_upstream(self, atoms, n_atoms, d_energy_d_features):
         d_energy_d_features = np.ascontiguousarray(d_energy_d_features, dtype=np.float64)
         expected = (n_atoms, self.n_features)
         if d_energy_d_features.shape != expected:
-            raise ValueError(f"SOAP backward on {formula}: "
+            raise ValueError(f"SOAP backward on {atoms.get_chemical_formula()}: "
                              f"d_energy_d_features has shape {d_energy_d_features.shape}, "
                              f"expected {expected}")
         return d_energy_d_features
@@ -265,7 +265,7 @@ class SOAPDescriptor(AtomCentredDescriptor):
         """
         centers, neighbors, vectors, offsets, pair_species, centre_species = \
             self._kernel_inputs(atoms, neighbor_list)
-        d_energy_d_features = self._checked_upstream(atoms.get_chemical_formula(), len(atoms),
+        d_energy_d_features = self._checked_upstream(atoms, len(atoms),
                                                      d_energy_d_features)
         d_energy_d_vectors = np.empty((len(centers), 3))
         self._run(kernels.BACKWARD, offsets, vectors, pair_species, centre_species,
