@@ -72,9 +72,12 @@ def fit_gapfit(train_path, stride, n_sparse, threads, model_path, seed, quip_soa
     import gapfit
     train = gapfit.io.read_mlearn(train_path)[::stride]
     start = time.perf_counter()
+    # with QUIP's descriptors no ZBL baseline: gap_fit's recipe has none, and the model is
+    # then exportable to gap_fit's XML (a baseline has no gap_fit form)
     model = gapfit.GAP(terms=recipe_terms(n_sparse, quip_soap),
                        energy_sigma=0.002, force_sigma=0.05, virial_sigma=0.05, e0="average",
-                       sparse_jitter=1e-8, random_state=seed)
+                       sparse_jitter=1e-8, random_state=seed,
+                       **({"repulsion": None} if quip_soap else {}))
     model.fit(train)
     seconds = time.perf_counter() - start
     model.save(model_path)

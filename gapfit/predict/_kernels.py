@@ -22,7 +22,7 @@ def _integer_power(x, exponent):
 
 
 @njit(cache=True, parallel=True)
-def dot_product_energies(projections, norms, coefficients, zeta, energies):
+def dot_product_energies(projections, norms, coefficients, zeta, energies, rows, scale):
     """Local energies of the normalised dot-product kernel, and its weights for ∂E/∂q.
 
     projections : (n_envs, M) q_i · ŝ_m on entry (features times unit sparse points);
@@ -31,8 +31,12 @@ def dot_product_energies(projections, norms, coefficients, zeta, energies):
     norms : (n_envs,) |q_i| (zero-norm environments use 1, as ``kernels`` does).
     coefficients : (M,) α_m δ² in eV. zeta : positive integer.
     energies : (n_envs,) output, E_i = Σ_m α_m δ² c_im^ζ with c_im = q̂_i · ŝ_m (eV).
+    rows : (n_envs, M) output of the kernel rows rows[i, m] = scale c_im^ζ (eV with
+        scale = δ²: the local-energy design rows of ``gapfit.uncertainty.local``), or an
+        empty (0, 0) array when they are not wanted (then ``scale`` is unused).
     """
     n_envs, n_sparse = projections.shape
+    keep_rows = rows.shape[0] > 0
     for i in prange(n_envs):
         inverse_norm = 1.0 / norms[i] if norms[i] > 0.0 else 1.0
         energy = 0.0
@@ -42,25 +46,8 @@ def dot_product_energies(projections, norms, coefficients, zeta, energies):
             power = _integer_power(cosine, zeta - 1)
             weighted = coefficients[m] * power
             energy += weighted * cosine
-            row[m] = zeta * weighted * inverse_norm
-        energies[i] = energy
-
-
-@njit(cache=True, parallel=True)
-def dot_product_energies_and_rows(projections, norms, coefficients, zeta, scale, energies, rows):
-    """``dot_product_energies`` that also writes the kernel rows rows[i, m] = scale c_im^ζ
-    (eV with scale = δ²: the local-energy design rows of ``gapfit.uncertainty.local``)."""
-    n_envs, n_sparse = projections.shape
-    for i in prange(n_envs):
-        inverse_norm = 1.0 / norms[i] if norms[i] > 0.0 else 1.0
-        energy = 0.0
-        row = projections[i]
-        for m in range(n_sparse):
-            cosine = row[m] * inverse_norm
-            power = _integer_power(cosine, zeta - 1)
-            weighted = coefficients[m] * power
-            energy += weighted * cosine
-            rows[i, m] = scale * (power * cosine)
+            if keep_rows:
+                rows[i, m] = scale * (power * cosine)
             row[m] = zeta * weighted * inverse_norm
         energies[i] = energy
 

@@ -24,6 +24,8 @@ from ..structures.neighbors import SkinNeighborList, build_neighbor_list, within
 
 # environments handled at once by the dot-product kernel: bounds the (block, M) scratch
 ENV_BLOCK = 2048
+# the empty rows array: kernels.dot_product_energies then writes no design rows
+NO_ROWS = np.empty((0, 0))
 # structures smaller than this run on one thread (see ``_threads_for``)
 PARALLEL_MIN_ATOMS = 64
 # atoms closer than this (Å) are reported as overlapping, as ``checks.check_structures`` does
@@ -147,7 +149,7 @@ class TermPredictor:
             weights = values @ part.sparse_points.T
             if rows is None:
                 kernels.dot_product_energies(weights, norms, part.coefficients, zeta,
-                                             energies[block])
+                                             energies[block], NO_ROWS, 0.0)
             else:
                 centres = rows[1][block]
                 in_order = (len(centres) > 0 and centres[0] + len(centres) - 1 == centres[-1]
@@ -156,8 +158,8 @@ class TermPredictor:
                 # the rows of a channel's columns are still zero then)
                 block_rows = (rows[0][centres[0]: centres[-1] + 1] if in_order
                               else np.empty_like(weights))
-                kernels.dot_product_energies_and_rows(weights, norms, part.coefficients, zeta,
-                                                      self.scale, energies[block], block_rows)
+                kernels.dot_product_energies(weights, norms, part.coefficients, zeta,
+                                             energies[block], block_rows, self.scale)
                 if not in_order:
                     _add_by_atom(rows[0], centres, block_rows)
             safe = np.where(norms > 0.0, norms, 1.0)
@@ -175,7 +177,7 @@ class TermPredictor:
             block = slice(first, first + ENV_BLOCK)
             weights = features[block] @ part.sparse_points.T
             kernels.dot_product_energies(weights, np.ones(len(weights)), part.coefficients, zeta,
-                                         energies[block])
+                                         energies[block], NO_ROWS, 0.0)
             np.matmul(weights, part.sparse_points, out=gradients[block])
         return energies, gradients
 
