@@ -72,12 +72,15 @@ def fit_gapfit(train_path, stride, n_sparse, threads, model_path, seed, quip_soa
     import gapfit
     train = gapfit.io.read_mlearn(train_path)[::stride]
     start = time.perf_counter()
-    # with QUIP's descriptors no ZBL baseline: gap_fit's recipe has none, and the model is
-    # then exportable to gap_fit's XML (a baseline has no gap_fit form)
+    # with QUIP's descriptors the fit follows gap_fit's conventions too: no ZBL baseline
+    # (gap_fit's recipe has none; the model is then exportable), each Voigt virial component
+    # weighed with the virial sigma and the jitter in eV² (with gap_fit's own sparse points
+    # the fit then gives gap_fit's model: tests/test_quip_models.py)
+    conventions = ({"repulsion": None, "virial_weighting": "voigt",
+                    "sparse_jitter_relative": False} if quip_soap else {})
     model = gapfit.GAP(terms=recipe_terms(n_sparse, quip_soap),
                        energy_sigma=0.002, force_sigma=0.05, virial_sigma=0.05, e0="average",
-                       sparse_jitter=1e-8, random_state=seed,
-                       **({"repulsion": None} if quip_soap else {}))
+                       sparse_jitter=1e-8, random_state=seed, **conventions)
     model.fit(train)
     seconds = time.perf_counter() - start
     model.save(model_path)

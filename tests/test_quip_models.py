@@ -267,3 +267,42 @@ def test_posterior_of_quip_models_where_it_is_defined(gapfit_model):
     else:  # angle_3b weighted by covariance cutoffs
         with pytest.raises(ValueError, match="not implemented"):
             model.predict_variances(structures)
+
+
+
+def refitted_with_sparse_points_of(path, structures, virial_weighting, jitter_relative):
+    """The gap_fit model at ``path`` with its coefficients solved again by gapfit for the
+    data ``structures``, keeping its terms, sparse points and e0; sigmas 0.002 eV/atom,
+    0.05 eV/Å, 0.05 eV/atom and jitter 1e-8 (those fit_gap_fit gives gap_fit)."""
+    from gapfit.fit import training
+    from gapfit.fit.noise import NoiseModel
+    from gapfit.gp import linalg
+    model = gapfit.load(path)
+    model.set_params(sparse_jitter=1e-8, sparse_jitter_relative=jitter_relative)
+    model.noise_ = NoiseModel(0.002, 0.05, 0.05, virial_weighting=virial_weighting)
+    chunks = training.chunks_of_structures(structures, 10_000)
+    model.data_factors_ = linalg.combine_factor_dicts(
+        [training.factors(model.terms_, model.target_settings(), chunk) for chunk in chunks])
+    return model.solve_coefficients()
+
+
+@needs_quip
+def test_gapfit_fit_with_gap_fits_sparse_points_gives_gap_fits_model(gap_fit_model):
+    """The comparison of the fits alone: same descriptors, same sparse points, same sigmas.
+    With gap_fit's conventions (each Voigt virial component weighed with the virial sigma,
+    the jitter in eV²) gapfit's solve predicts what gap_fit's model predicts; with gapfit's
+    defaults (nine tensor components, relative jitter) it is another fit."""
+    name, data_name, path = gap_fit_model
+    structures = ase.io.read(DATA / f"{data_name}_train.xyz", index=":6")
+    fresh = fresh_structures(data_name)
+
+    def predictions(model):
+        return np.concatenate([np.r_[p.energy, p.forces.ravel()]
+                               for p in map(model.predict_structure, fresh)])
+
+    reference = predictions(gapfit.load(path))
+    scale = np.abs(reference).max()
+    as_gap_fit = predictions(refitted_with_sparse_points_of(path, structures, "voigt", False))
+    as_gapfit = predictions(refitted_with_sparse_points_of(path, structures, "tensor", True))
+    assert np.abs(as_gap_fit - reference).max() <= 1e-7 * scale
+    assert np.abs(as_gapfit - reference).max() > 1e-5 * scale

@@ -18,7 +18,6 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 from ..gp import linalg as gp
-from ..fit.noise import voigt_sigmas
 from ..fit.threads import single_thread
 from ..structures.atomic_files import write_atomically
 from ..uncertainty.posterior import Posterior, structure_targets, target_variances
@@ -89,12 +88,13 @@ class _Candidate:
 def _weighted_rows(model, atoms, targets):
     """Design rows divided by the sigmas a fit would give this structure's labels
     (energy, forces, and the virial of a 3D-periodic cell, whose stress an oracle gives)."""
-    energy_sigma, force_sigma, virial_sigma = model.target_settings().sigmas_of(atoms)
+    settings = model.target_settings()
+    energy_sigma, force_sigma, virial_sigma = settings.sigmas_of(atoms)
     rows = [targets.energy_row[None, :] / energy_sigma]
     if model.fit_forces:
         rows.append(targets.force_rows.reshape(-1, targets.force_rows.shape[-1]) / force_sigma)
     if model.fit_virial and atoms.pbc.all():
-        sigmas = voigt_sigmas(virial_sigma)
+        sigmas = settings.noise.voigt_sigmas(virial_sigma)
         rows.append(targets.virial_rows / sigmas[:, None])
     return np.concatenate(rows)
 

@@ -12,17 +12,15 @@ import numpy as np
 
 KINDS = ("energy", "forces", "virial")
 
-# The squared error of a virial is summed over its nine tensor components (the Frobenius
-# norm, as gap_fit does), which counts each shear component twice: in Voigt form the shear
-# sigmas are divided by √2. Unlike a plain sum over the six Voigt numbers, this loss does not
-# change when the training structures are rotated.
-VOIGT_SIGMA_SCALE = np.array([1.0, 1.0, 1.0, 2.0 ** -0.5, 2.0 ** -0.5, 2.0 ** -0.5])
-
-
-def voigt_sigmas(virial_sigma):
-    """Sigmas (eV) of the six Voigt virial components xx, yy, zz, yz, xz, xy for a virial
-    sigma (eV, already scaled by √N): (..., 6) for an array of them."""
-    return np.multiply.outer(virial_sigma, VOIGT_SIGMA_SCALE)
+# How the six Voigt components of a virial share its sigma (``NoiseModel.virial_weighting``):
+# "tensor" sums the squared error over the nine components of the virial tensor (the
+# Frobenius norm), which counts each shear component twice, so in Voigt form the shear
+# sigmas are divided by √2; unlike a sum over six Voigt numbers this loss does not change
+# when the training structures are rotated. "voigt" gives each of the six Voigt components
+# the virial sigma: gap_fit's weighting (measured: with gap_fit's own sparse points a gapfit
+# fit then reproduces gap_fit's coefficients, tests/test_quip_models.py).
+VIRIAL_WEIGHTINGS = {"tensor": np.array([1.0, 1.0, 1.0, 2.0 ** -0.5, 2.0 ** -0.5, 2.0 ** -0.5]),
+                     "voigt": np.ones(6)}
 
 
 @dataclass(frozen=True)
@@ -31,6 +29,8 @@ class NoiseModel:
 
     config_type_sigma : {config_type: (energy, force, virial)} overrides, or None.
     scales : {kind: factor} for kinds in KINDS, from hyperparameter optimisation (1 when absent).
+    virial_weighting : "tensor" or "voigt", how the Voigt components share the virial sigma
+        (``VIRIAL_WEIGHTINGS``).
     Energy and virial sigmas of a configuration of N atoms are the per-atom values times √N.
     """
 
@@ -39,8 +39,12 @@ class NoiseModel:
     virial_sigma: float
     config_type_sigma: dict = None
     scales: dict = field(default_factory=dict)
+    virial_weighting: str = "tensor"
 
     def __post_init__(self):
+        if self.virial_weighting not in VIRIAL_WEIGHTINGS:
+            raise ValueError(f"virial_weighting must be one of {sorted(VIRIAL_WEIGHTINGS)}, "
+                             f"not {self.virial_weighting!r}")
         for name in ("energy_sigma", "force_sigma", "virial_sigma"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
@@ -73,13 +77,18 @@ class NoiseModel:
         return (sigma[0] * root_n * self.scale("energy"), sigma[1] * self.scale("forces"),
                 sigma[2] * root_n * self.scale("virial"))
 
+    def voigt_sigmas(self, virial_sigma):
+        """Sigmas (eV) of the six Voigt virial components xx, yy, zz, yz, xz, xy for a virial
+        sigma (eV, already scaled by √N, as ``sigmas_of`` gives it): (..., 6) for an array."""
+        return np.multiply.outer(virial_sigma, VIRIAL_WEIGHTINGS[self.virial_weighting])
+
     def to_dict(self):
         """Plain JSON-ready settings and scales (for the model file)."""
         return {"energy_sigma": self.energy_sigma, "force_sigma": self.force_sigma,
                 "virial_sigma": self.virial_sigma,
                 "config_type_sigma": ({k: list(v) for k, v in self.config_type_sigma.items()}
                                       if self.config_type_sigma else None),
-                "scales": dict(self.scales)}
+                "scales": dict(self.scales), "virial_weighting": self.virial_weighting}
 
     @classmethod
     def from_dict(cls, record):
@@ -87,4 +96,5 @@ class NoiseModel:
         return cls(float(record["energy_sigma"]), float(record["force_sigma"]),
                    float(record["virial_sigma"]),
                    {k: tuple(v) for k, v in config.items()} if config else None,
-                   {k: float(v) for k, v in record.get("scales", {}).items()})
+                   {k: float(v) for k, v in record.get("scales", {}).items()},
+                   record.get("virial_weighting", "tensor"))

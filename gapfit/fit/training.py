@@ -18,7 +18,7 @@ from ..gp import sparse
 from .assembly import design_rows, neighbor_lists
 from ..structures.checks import check_labels, check_structures
 from ..structures.voigt import virial_from_stress, voigt_from_matrix
-from .noise import NoiseModel, voigt_sigmas
+from .noise import NoiseModel
 from .baselines import merge_shortest, shortest_distances
 
 
@@ -195,7 +195,8 @@ def factors(terms, settings, chunk):
                                       for k in with_stress]) - base[2][with_stress].reshape(-1)
             rows_virial = rows.virial[with_stress].reshape(len(virials), -1)
             result["virial"] = gp.weighted_factor(rows_virial, virials,
-                                                  voigt_sigmas(sigmas[with_stress, 2]).reshape(-1))
+                                                  settings.noise.voigt_sigmas(
+                                                      sigmas[with_stress, 2]).reshape(-1))
     return result
 
 

@@ -76,14 +76,15 @@ def combine_factor_dicts(dicts):
     return {k: combine_factors([d[k] for d in dicts if k in d]) for k in keys}
 
 
-def prior_factor(sparse_covariance, jitter):
-    """Rows [Lᵀ | 0] with K_MM + jitter·max(diag)·I = L Lᵀ.
+def prior_factor(sparse_covariance, jitter, relative=True):
+    """Rows [Lᵀ | 0] with K_MM + j·I = L Lᵀ, j = jitter·max(diag K_MM) (``relative``) or
+    j = jitter in eV² (gap_fit's ``sparse_jitter``).
 
-    The relative jitter keeps the Cholesky factorisation defined when sparse
-    points nearly coincide.
+    The jitter keeps the Cholesky factorisation defined when sparse points nearly
+    coincide; the relative one does not depend on the scale of the deltas.
     """
     size = sparse_covariance.shape[0]
-    scale = max(float(np.max(np.diag(sparse_covariance))), 1e-300)
+    scale = max(float(np.max(np.diag(sparse_covariance))), 1e-300) if relative else 1.0
     regularised = sparse_covariance + jitter * scale * np.eye(size)
     lower = np.linalg.cholesky(regularised)
     factor = np.zeros((size, size + 1))

@@ -48,11 +48,17 @@ class GAP(BaseEstimator):
     config_type_sigma : dict {config_type: (energy, force, virial) sigmas} or None.
         Per-configuration ``atoms.info`` keys ``energy_sigma``, ``force_sigma``,
         ``virial_sigma`` override both.
+    virial_weighting : "tensor" (default: the squared virial error summed over the nine
+        tensor components, unchanged when the structures rotate) or "voigt" (each of the six
+        Voigt components weighed with the virial sigma, as gap_fit does: with QUIP terms,
+        gap_fit's sparse points and ``sparse_jitter_relative=False`` a fit then gives
+        gap_fit's predictions, to ~1e-9 relative).
     e0 : "average" (mean energy per atom of the training set, for every
         species), "isolated" (from single-atom configurations), or a dict
         {symbol or atomic number: eV}.
     fit_forces, fit_virial : bool, use force / stress labels where present.
-    sparse_jitter : float, relative jitter added to K_MM's diagonal.
+    sparse_jitter : float, jitter added to K_MM's diagonal: relative to its largest element
+        (default), or in eV² with ``sparse_jitter_relative=False`` (gap_fit's convention).
     chunk_atoms : int, atoms per chunk of the streaming assembly; memory of
         one chunk is about chunk_atoms × 3 × M × 8 bytes plus descriptor
         gradients.
@@ -117,7 +123,8 @@ class GAP(BaseEstimator):
                  sparse_jitter=1e-8, chunk_atoms=512, n_jobs=None, backend=None,
                  read_options=None, random_state=None, verbose=False,
                  optimize_hyperparameters="scale", recipe="fixed", prefer="speed",
-                 search_time=None, repulsion="zbl"):
+                 search_time=None, repulsion="zbl", virial_weighting="tensor",
+                 sparse_jitter_relative=True):
         self.terms = terms
         self.energy_sigma = energy_sigma
         self.force_sigma = force_sigma
@@ -138,6 +145,8 @@ class GAP(BaseEstimator):
         self.prefer = prefer
         self.search_time = search_time
         self.repulsion = repulsion
+        self.virial_weighting = virial_weighting
+        self.sparse_jitter_relative = sparse_jitter_relative
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -169,7 +178,7 @@ class GAP(BaseEstimator):
         self.species_ = sorted(set().union(*(s.species for s in surveys)))
         self.e0_ = self._fit_e0(surveys)
         self.noise_ = NoiseModel(self.energy_sigma, self.force_sigma, self.virial_sigma,
-                                 self.config_type_sigma)
+                                 self.config_type_sigma, virial_weighting=self.virial_weighting)
         found = {}
         for s in surveys:
             found = merge_shortest(found, s.shortest)
@@ -264,7 +273,8 @@ class GAP(BaseEstimator):
 
     def prior_factor(self):
         """The prior rows [Lᵀ | 0] with L Lᵀ = δ² K_MM + jitter (``gapfit.gp.linalg``)."""
-        return gp.prior_factor(self.sparse_covariance(), self.sparse_jitter)
+        return gp.prior_factor(self.sparse_covariance(), self.sparse_jitter,
+                               self.sparse_jitter_relative)
 
     def solve_coefficients(self):
         """Solve for ``alpha_`` and the total R factor ``factor_`` from ``data_factors_``

@@ -20,7 +20,6 @@ from sklearn.utils.validation import check_is_fitted
 from ..gp import linalg as gp
 from ..fit import training
 from ..fit.assembly import column_offsets
-from ..fit.noise import voigt_sigmas
 from ..structures.checks import check_labels
 
 
@@ -58,7 +57,7 @@ def noise_summary(settings, chunk):
         with_stress = [k for k, s in enumerate(labels.stresses) if s is not None]
         if with_stress:
             summary.add("virial", 6 * len(with_stress),
-                        np.log(voigt_sigmas(sigmas[with_stress, 2])).sum())
+                        np.log(settings.noise.voigt_sigmas(sigmas[with_stress, 2])).sum())
     return summary
 
 
@@ -93,6 +92,7 @@ class MarginalLikelihood:
         self.factors = [_nonzero_rows(model.data_factors_[kind]) for kind in self.kinds]
         self.covariance = model.sparse_covariance()
         self.jitter = model.sparse_jitter
+        self.jitter_relative = model.sparse_jitter_relative
         offsets = column_offsets(model.terms_)
         self.term_of_column = np.repeat(np.arange(len(model.terms_)), np.diff(offsets))
         self.n_rows = np.array([noise.rows[kind] for kind in self.kinds], dtype=float)
@@ -118,7 +118,7 @@ class MarginalLikelihood:
     def __call__(self, log_scales):
         """log p(y) (dimensionless; natural log of a density in the units of y)."""
         factors, covariance = self.scaled_factors(log_scales)
-        prior = gp.prior_factor(covariance, self.jitter)
+        prior = gp.prior_factor(covariance, self.jitter, self.jitter_relative)
         total = gp.combine_factors(factors + [prior])
         size = len(covariance)
         sigma_scales, _ = self.split(log_scales)
