@@ -14,8 +14,8 @@ from scipy.special import erf
 from . import _kernel_blocks as blocks
 from . import _quip_soap_kernels as kernels
 from . import _soap_basis as harmonic_basis
-from .base import Descriptor, LocalEnvironments
-from .quip_common import atomic_number, validated_cutoff
+from .base import Descriptor, LocalEnvironments, atomic_number
+from .quip_common import validated_cutoff
 
 
 def gaussian_centres(cutoff, n_max, atom_sigma, basis_error_exponent):

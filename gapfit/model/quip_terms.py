@@ -44,7 +44,7 @@ def _species_option(value):
         return None
     if not isinstance(value, str) and int(value) == 0:
         return 0
-    from ..descriptors.quip_common import atomic_number
+    from ..descriptors.base import atomic_number
     return atomic_number(value, "QUIP term species")
 
 
@@ -117,6 +117,22 @@ class QuipTerm(Term):
 
     def _folds_cutoff(self):
         return False
+
+    @staticmethod
+    def _species_channels(species, options, channel, make):
+        """[(channel label, descriptor)]: one GP per species combination, as gap_fit makes
+        them. ``options`` are the term's species settings, the centre's first if any, then
+        Z1 and Z2 of an unordered neighbour pair; None is every training species, and a 0
+        in any makes one wild-card channel (label 0) for all. ``channel(*combination)``
+        labels and ``make(*combination)`` builds the descriptor of a combination (None for
+        an unrestricted species)."""
+        options = [_species_option(value) for value in options]
+        if 0 in options:
+            return [(0, make(*(z or None for z in options)))]
+        *centres, firsts, seconds = [species if z is None else [z] for z in options]
+        pairs = sorted({(min(a, b), max(a, b)) for a in firsts for b in seconds})
+        return [(channel(*centre, a, b), make(*centre, a, b))
+                for centre in itertools.product(*centres) for a, b in pairs]
 
     def _parts(self, species):
         raise NotImplementedError
@@ -308,15 +324,10 @@ class QuipDistance2b(QuipTerm):
                 and float(self.cutoff_transition_width) > 0.0)
 
     def _parts(self, species):
-        z1, z2 = _species_option(self.Z1), _species_option(self.Z2)
-        make = lambda a, b: QuipDistance2bDescriptor(  # noqa: E731
-            self.cutoff, self.cutoff_transition_width, Z1=a, Z2=b)
-        if 0 in (z1, z2):
-            return [(0, make(z1 or None, z2 or None))]
-        firsts = species if z1 is None else [z1]
-        seconds = species if z2 is None else [z2]
-        pairs = sorted({(min(a, b), max(a, b)) for a in firsts for b in seconds})
-        return [(pair_channel(a, b), make(a, b)) for a, b in pairs]
+        return self._species_channels(
+            species, (self.Z1, self.Z2), pair_channel,
+            lambda a, b: QuipDistance2bDescriptor(self.cutoff, self.cutoff_transition_width,
+                                                  Z1=a, Z2=b))
 
     def point_cutoffs(self, raw_points):
         value, _ = cosine_cutoff(raw_points[:, 0], float(self.cutoff),
@@ -358,17 +369,10 @@ class QuipAngle3b(QuipTerm):
         self.sparse_method = sparse_method
 
     def _parts(self, species):
-        z, z1, z2 = (_species_option(v) for v in (self.Z, self.Z1, self.Z2))
-        make = lambda a, b, c: QuipAngle3bDescriptor(  # noqa: E731
-            self.cutoff, self.cutoff_transition_width, Z=a, Z1=b, Z2=c)
-        if 0 in (z, z1, z2):
-            return [(0, make(z or None, z1 or None, z2 or None))]
-        centres = species if z is None else [z]
-        firsts = species if z1 is None else [z1]
-        seconds = species if z2 is None else [z2]
-        pairs = sorted({(min(a, b), max(a, b)) for a in firsts for b in seconds})
-        return [(triplet_channel(c, a, b), make(c, a, b))
-                for c, (a, b) in itertools.product(centres, pairs)]
+        return self._species_channels(
+            species, (self.Z, self.Z1, self.Z2), triplet_channel,
+            lambda c, a, b: QuipAngle3bDescriptor(self.cutoff, self.cutoff_transition_width,
+                                                  Z=c, Z1=a, Z2=b))
 
     def point_cutoffs(self, raw_points):
         """f(r_ij) f(r_ik) from the features: r_ij, r_ik = (q₀ ± √q₁)/2 (f f is symmetric)."""
