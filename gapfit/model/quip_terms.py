@@ -245,24 +245,7 @@ class QuipSOAP(QuipTerm):
                  central_reference_all_species=False, basis_error_exponent=10.0,
                  species_Z=None, Z=None, zeta=4, delta=0.2, signal_mean=0.0,
                  covariance_type="dot_product", n_sparse=1000, sparse_method="cur_points"):
-        self.cutoff = cutoff
-        self.cutoff_transition_width = cutoff_transition_width
-        self.n_max = n_max
-        self.l_max = l_max
-        self.atom_sigma = atom_sigma
-        self.central_weight = central_weight
-        self.covariance_sigma0 = covariance_sigma0
-        self.normalise = normalise
-        self.central_reference_all_species = central_reference_all_species
-        self.basis_error_exponent = basis_error_exponent
-        self.species_Z = species_Z
-        self.Z = Z
-        self.zeta = zeta
-        self.delta = delta
-        self.signal_mean = signal_mean
-        self.covariance_type = covariance_type
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _check_kernel_settings(self):
         if self.covariance_type != "dot_product":
@@ -306,18 +289,7 @@ class QuipDistance2b(QuipTerm):
     def __init__(self, cutoff=5.0, cutoff_transition_width=0.5, Z1=None, Z2=None,
                  covariance_type="ard_se", theta_uniform=1.0, theta=None, zeta=2, delta=1.0,
                  signal_mean=0.0, n_sparse=20, sparse_method="uniform"):
-        self.cutoff = cutoff
-        self.cutoff_transition_width = cutoff_transition_width
-        self.Z1 = Z1
-        self.Z2 = Z2
-        self.covariance_type = covariance_type
-        self.theta_uniform = theta_uniform
-        self.theta = theta
-        self.zeta = zeta
-        self.delta = delta
-        self.signal_mean = signal_mean
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _folds_cutoff(self):
         return (self.covariance_type == "ard_se" and float(self.signal_mean) == 0.0
@@ -354,19 +326,7 @@ class QuipAngle3b(QuipTerm):
     def __init__(self, cutoff=3.0, cutoff_transition_width=0.5, Z=None, Z1=None, Z2=None,
                  covariance_type="ard_se", theta_uniform=1.0, theta=None, zeta=2, delta=0.1,
                  signal_mean=0.0, n_sparse=100, sparse_method="random"):
-        self.cutoff = cutoff
-        self.cutoff_transition_width = cutoff_transition_width
-        self.Z = Z
-        self.Z1 = Z1
-        self.Z2 = Z2
-        self.covariance_type = covariance_type
-        self.theta_uniform = theta_uniform
-        self.theta = theta
-        self.zeta = zeta
-        self.delta = delta
-        self.signal_mean = signal_mean
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _parts(self, species):
         return self._species_channels(
