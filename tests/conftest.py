@@ -51,19 +51,43 @@ def finite_difference_forces(model, atoms, step=1e-4, atoms_to_check=3):
     return forces
 
 
-def finite_difference_stress(model, atoms, step=1e-5):
-    """Symmetric strain derivative of the energy over the volume (eV/Å³, Voigt order)."""
-    derivative = np.zeros((3, 3))
+def checked_backward(backward, environments, upstream):
+    """Check that a descriptor's backward result (pair_envs, pair_neighbors, pair_vectors,
+    ∂E/∂D) lists the pair rows of ``environments`` (computed with gradients) in their order;
+    return (∂E/∂D, the pair gradients contracted with ``upstream`` = ∂E/∂q), which a correct
+    backward makes equal."""
+    pair_envs, pair_neighbors, pair_vectors, d_energy_d_vectors = backward
+    np.testing.assert_array_equal(pair_envs, environments.pair_envs)
+    np.testing.assert_array_equal(pair_neighbors, environments.pair_neighbors)
+    np.testing.assert_array_equal(pair_vectors, environments.pair_vectors)
+    contracted = np.einsum("pxf,pf->px", environments.pair_gradients,
+                           upstream[environments.pair_envs])
+    return d_energy_d_vectors, contracted
+
+
+def strain_derivative(function, atoms, step):
+    """Central differences d function(strained atoms) / d eps[a, b], shape (3, 3) + the
+    shape of ``function``'s value, where the cell (atoms scaled with it) is (1 + eps) cell."""
+    derivative = None
     for a in range(3):
         for b in range(3):
-            energies = []
+            values = []
             for sign in (1, -1):
                 strain = np.eye(3)
                 strain[a, b] += sign * step
                 strained = atoms.copy()
                 strained.set_cell(atoms.cell.array @ strain.T, scale_atoms=True)
-                energies.append(model.predict_structure(strained).energy)
-            derivative[a, b] = (energies[0] - energies[1]) / (2 * step)
+                values.append(np.asarray(function(strained), dtype=np.float64))
+            if derivative is None:
+                derivative = np.zeros((3, 3) + values[0].shape)
+            derivative[a, b] = (values[0] - values[1]) / (2 * step)
+    return derivative
+
+
+def finite_difference_stress(model, atoms, step=1e-5):
+    """Symmetric strain derivative of the energy over the volume (eV/Å³, Voigt order)."""
+    derivative = strain_derivative(lambda strained: model.predict_structure(strained).energy,
+                                   atoms, step)
     stress = 0.5 * (derivative + derivative.T) / atoms.get_volume()
     return stress.flat[[0, 4, 8, 5, 2, 1]]
 

@@ -5,6 +5,7 @@ quippy, against finite differences (positions and strain), slow references and t
 contraction of the pair gradients.
 """
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from gapfit.descriptors.quip_soap import (QuipSOAPDescriptor, gaussian_centres,
                                           gaussian_overlap)
 from gapfit.descriptors.quip_strings import descriptor_from_quip_string
 from gapfit.structures.neighbors import build_neighbor_list
+
+from conftest import checked_backward, strain_derivative
 
 RTOL = 1e-8
 
@@ -201,38 +204,31 @@ STRAIN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, make_descriptor, make_atoms, weighted", STRAIN_CASES,
-                         ids=[c[0] for c in STRAIN_CASES])
-def test_strain_derivative_matches_finite_differences(name, make_descriptor, make_atoms,
-                                                      weighted):
-    descriptor = make_descriptor()
-    atoms = make_atoms()
-    n_envs = descriptor.compute(atoms, build_neighbor_list(atoms, descriptor.cutoff)).n_envs
-    upstream = np.random.default_rng(5).normal(size=(n_envs, descriptor.n_features))
+@pytest.fixture(params=STRAIN_CASES, ids=[c[0] for c in STRAIN_CASES])
+def case(request):
+    """A STRAIN_CASES row, made: descriptor, atoms, weighted, the neighbour list and the
+    environments with gradients."""
+    _, make_descriptor, make_atoms, weighted = request.param
+    descriptor, atoms = make_descriptor(), make_atoms()
+    nl = build_neighbor_list(atoms, descriptor.cutoff)
+    return SimpleNamespace(descriptor=descriptor, atoms=atoms, weighted=weighted, nl=nl,
+                           environments=descriptor.compute(atoms, nl, gradients=True))
+
+
+def test_strain_derivative_matches_finite_differences(case):
+    descriptor, atoms, weighted = case.descriptor, case.atoms, case.weighted
+    upstream = np.random.default_rng(5).normal(size=(case.environments.n_envs,
+                                                     descriptor.n_features))
     _, analytic = _pair_strain_energy(descriptor, atoms, upstream, weighted)
-    step = 1e-6
-    numeric = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            energies = []
-            for sign in (1, -1):
-                strain = np.eye(3)
-                strain[a, b] += sign * step
-                strained = atoms.copy()
-                strained.set_cell(atoms.cell.array @ strain.T, scale_atoms=True)
-                energies.append(_pair_strain_energy(descriptor, strained, upstream, weighted)[0])
-            numeric[a, b] = (energies[0] - energies[1]) / (2 * step)
+    numeric = strain_derivative(
+        lambda strained: _pair_strain_energy(descriptor, strained, upstream, weighted)[0],
+        atoms, step=1e-6)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7 * np.abs(numeric).max())
 
 
-@pytest.mark.parametrize("name, make_descriptor, make_atoms, weighted", STRAIN_CASES,
-                         ids=[c[0] for c in STRAIN_CASES])
-def test_pair_gradients_match_finite_differences(name, make_descriptor, make_atoms, weighted):
+def test_pair_gradients_match_finite_differences(case):
     """Moving atom k changes every q_e by Σ_p (δ_{j_p k} - δ_{centre_p k}) ∂q_e/∂r_image."""
-    descriptor = make_descriptor()
-    atoms = make_atoms()
-    nl = build_neighbor_list(atoms, descriptor.cutoff)
-    environments = descriptor.compute(atoms, nl, gradients=True)
+    descriptor, atoms, environments = case.descriptor, case.atoms, case.environments
     moved_atom = 1
     centres = environments.center_atoms[environments.pair_envs]
     sign = ((environments.pair_neighbors == moved_atom).astype(float)
@@ -252,20 +248,10 @@ def test_pair_gradients_match_finite_differences(name, make_descriptor, make_ato
                                    atol=1e-7 * max(np.abs(numeric).max(), 1e-12))
 
 
-@pytest.mark.parametrize("name, make_descriptor, make_atoms, weighted", STRAIN_CASES,
-                         ids=[c[0] for c in STRAIN_CASES])
-def test_backward_is_the_contraction_of_the_pair_gradients(name, make_descriptor, make_atoms,
-                                                           weighted):
-    descriptor = make_descriptor()
-    atoms = make_atoms()
-    nl = build_neighbor_list(atoms, descriptor.cutoff)
-    environments = descriptor.compute(atoms, nl, gradients=True)
-    upstream = np.random.default_rng(7).normal(size=environments.features.shape)
-    pair_envs, neighbors, vectors, gradient = descriptor.backward(atoms, nl, upstream)
-    np.testing.assert_array_equal(pair_envs, environments.pair_envs)
-    np.testing.assert_array_equal(neighbors, environments.pair_neighbors)
-    np.testing.assert_array_equal(vectors, environments.pair_vectors)
-    expected = np.einsum("pak,pk->pa", environments.pair_gradients, upstream[pair_envs])
+def test_backward_is_the_contraction_of_the_pair_gradients(case):
+    upstream = np.random.default_rng(7).normal(size=case.environments.features.shape)
+    gradient, expected = checked_backward(case.descriptor.backward(case.atoms, case.nl, upstream),
+                                          case.environments, upstream)
     np.testing.assert_allclose(gradient, expected, rtol=1e-12,
                                atol=1e-13 * np.abs(expected).max())
 
@@ -314,6 +300,17 @@ def _compare_tables(mine, expected):
                                    atol=1e-14)
 
 
+def _assert_equals_quippy(descriptor, atoms, pair_rows):
+    """Every environment of a 2b/3b descriptor (``pair_rows`` pair rows each) has the
+    features, covariance cutoff and gradients of quippy's descriptor of the same string."""
+    result = _quippy_descriptor(descriptor.quip_string()).calc(atoms, grad=True)
+    environments = descriptor.compute(atoms, build_neighbor_list(atoms, descriptor.cutoff),
+                                      gradients=True)
+    # quippy lists the centre's gradient row too
+    _compare_tables(_mine_per_environment(environments, pair_rows),
+                    _quippy_rows_per_descriptor(result, atoms, pair_rows + 1))
+
+
 PAIR_CASES = [
     ("cluster, any species", _water_like, dict(cutoff=4.0, cutoff_transition_width=1.0)),
     ("cluster, H-O", _water_like, dict(cutoff=4.0, Z1=1, Z2=8)),
@@ -326,13 +323,7 @@ PAIR_CASES = [
 
 @pytest.mark.parametrize("name, make_atoms, settings", PAIR_CASES, ids=[c[0] for c in PAIR_CASES])
 def test_distance_2b_equals_quippy(name, make_atoms, settings):
-    atoms = make_atoms()
-    descriptor = QuipDistance2bDescriptor(**settings)
-    result = _quippy_descriptor(descriptor.quip_string()).calc(atoms, grad=True)
-    environments = descriptor.compute(atoms, build_neighbor_list(atoms, descriptor.cutoff),
-                                      gradients=True)
-    _compare_tables(_mine_per_environment(environments, 1),
-                    _quippy_rows_per_descriptor(result, atoms, 2))
+    _assert_equals_quippy(QuipDistance2bDescriptor(**settings), make_atoms(), pair_rows=1)
 
 
 ANGLE_CASES = [
@@ -347,13 +338,7 @@ ANGLE_CASES = [
 @pytest.mark.parametrize("name, make_atoms, settings", ANGLE_CASES,
                          ids=[c[0] for c in ANGLE_CASES])
 def test_angle_3b_equals_quippy(name, make_atoms, settings):
-    atoms = make_atoms()
-    descriptor = QuipAngle3bDescriptor(**settings)
-    result = _quippy_descriptor(descriptor.quip_string()).calc(atoms, grad=True)
-    environments = descriptor.compute(atoms, build_neighbor_list(atoms, descriptor.cutoff),
-                                      gradients=True)
-    _compare_tables(_mine_per_environment(environments, 2),
-                    _quippy_rows_per_descriptor(result, atoms, 3))
+    _assert_equals_quippy(QuipAngle3bDescriptor(**settings), make_atoms(), pair_rows=2)
 
 
 QUIP_STRINGS = [

@@ -128,11 +128,22 @@ def _term_help(cls):
             + " ".join(f"{k}={v!r}" for k, v in defaults.items()) + ")")
 
 
+def _subcommand(subparsers, name, handler, help, description):
+    """The sub-parser of ``gapfit NAME``, run by ``handler(args)``; the examples of
+    ``EXAMPLES[name]``, where there are some, stand after the options as written."""
+    layout = {}
+    if name in EXAMPLES:
+        layout = dict(epilog=EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(name, help=help, description=description, **layout)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def _add_fit(subparsers):
     from .settings import term_classes
-    parser = subparsers.add_parser(
-        "fit", help="fit a GAP to labelled structures", epilog=EXAMPLES["fit"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = _subcommand(
+        subparsers, "fit", command_fit,
+        help="fit a GAP to labelled structures",
         description="Fit a Gaussian Approximation Potential to energies, forces and stresses. Settings "
                     "come from the library defaults, then a settings file (-c), then these flags.")
     parser.add_argument("train", nargs="*", help="training files (extended XYZ, anything ASE reads, "
@@ -171,13 +182,12 @@ def _add_fit(subparsers):
     model.add_argument("--n-jobs", type=_number(integer=True, not_zero=True),
                        help="worker processes (default: this process)")
     _common(parser)
-    parser.set_defaults(handler=command_fit)
 
 
 def _add_eval(subparsers):
-    parser = subparsers.add_parser(
-        "eval", help="errors of a model on labelled data, with parity plots; physical properties",
-        epilog=EXAMPLES["eval"], formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = _subcommand(
+        subparsers, "eval", command_eval,
+        help="errors of a model on labelled data, with parity plots; physical properties",
         description="Print energy, force and stress MAE, RMSE and R² overall and per config_type; "
                     "optionally write them as JSON and draw parity plots and a force-error histogram. "
                     "With --properties, also compute physical properties of a crystal "
@@ -204,14 +214,13 @@ def _add_eval(subparsers):
                        help="temperature of the MD stability run, K (default 300)")
     _read_options(parser)
     _common(parser)
-    parser.set_defaults(handler=command_eval)
 
 
 def _add_md(subparsers):
     from ..md.dynamics import ENSEMBLES
-    parser = subparsers.add_parser(
-        "md", help="molecular dynamics with a model", epilog=EXAMPLES["md"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = _subcommand(
+        subparsers, "md", command_md,
+        help="molecular dynamics with a model",
         description="Run NVE (velocity Verlet), NVT (Langevin) or NPT (isotropic MTK barostat with "
                     "Nosé-Hoover chains) MD with ASE, writing an extended-XYZ trajectory and a log.")
     parser.add_argument("model", help="model file written by gapfit fit")
@@ -246,13 +255,12 @@ def _add_md(subparsers):
                         help="extended-XYZ trajectory (default md.xyz)")
     parser.add_argument("--log", default="md.log", help="text log (default md.log)")
     _common(parser)
-    parser.set_defaults(handler=command_md)
 
 
 def _add_select(subparsers):
-    parser = subparsers.add_parser(
-        "select", help="pick the most uncertain configurations of a pool", epilog=EXAMPLES["select"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = _subcommand(
+        subparsers, "select", command_select,
+        help="pick the most uncertain configurations of a pool",
         description="Choose the n configurations of a pool the model is least sure about "
                     "(gapfit.active.select) and write them for labelling.")
     parser.add_argument("model", help="model file written by gapfit fit")
@@ -271,13 +279,12 @@ def _add_select(subparsers):
     parser.add_argument("--seed", type=SEED, help="random seed (strategy random)")
     _read_options(parser)
     _common(parser)
-    parser.set_defaults(handler=command_select)
 
 
 def _add_otf(subparsers):
-    parser = subparsers.add_parser(
-        "otf", help="on-the-fly learning along an MD schedule, calling an oracle when unsure",
-        epilog=EXAMPLES["otf"], formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = _subcommand(
+        subparsers, "otf", command_otf,
+        help="on-the-fly learning along an MD schedule, calling an oracle when unsure",
         description="Drive MD with a GAP through a temperature/pressure schedule; label the frames "
                     "whose force uncertainty exceeds the threshold with the oracle (an ASE "
                     "calculator), learn them and go on (gapfit.on_the_fly). Writes the final model "
@@ -287,12 +294,12 @@ def _add_otf(subparsers):
     parser.add_argument("-o", "--output", help="run folder (default: the settings' output)")
     parser.add_argument("--max-calls", type=int, help="budget of oracle calls (overrides the file)")
     _common(parser)
-    parser.set_defaults(handler=command_otf)
 
 
 def _add_export(subparsers):
-    parser = subparsers.add_parser(
-        "export", help="write a model as a gap_fit XML file (quippy, LAMMPS pair_style quip)",
+    parser = _subcommand(
+        subparsers, "export", command_export,
+        help="write a model as a gap_fit XML file (quippy, LAMMPS pair_style quip)",
         description="Write a fitted model whose terms are QUIP-representable (QuipSOAP, "
                     "QuipDistance2b, QuipAngle3b, TwoBody) as a gap_fit XML file plus its "
                     "sparseX files, for quippy's Potential and LAMMPS pair_style quip.")
@@ -300,7 +307,6 @@ def _add_export(subparsers):
     parser.add_argument("-o", "--output", required=True, help="XML file to write")
     parser.add_argument("--label", help="GAP label (Potential xml_label=...); default GAP_gapfit")
     _common(parser)
-    parser.set_defaults(handler=command_export)
 
 
 def command_export(args):

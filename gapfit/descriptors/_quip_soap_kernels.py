@@ -16,6 +16,7 @@ centres are split into contiguous blocks and a block writes only its own rows.
 import numpy as np
 from numba import njit, prange
 
+from . import _kernel_blocks as blocks
 from . import _soap_kernels as soap_kernels
 from .numerics import cosine_cutoff_scalar, exp_of_nonpositive
 
@@ -144,14 +145,6 @@ def scaled_bessel_batch(xs, count, big_l, out, reciprocals, double_factorials, t
 
 
 @njit(cache=True)
-def _max_pairs(offsets):
-    largest = 0
-    for i in range(offsets.shape[0] - 1):
-        largest = max(largest, offsets[i + 1] - offsets[i])
-    return largest
-
-
-@njit(cache=True)
 def _workspace(l_max, n_max, n_channels, max_pairs):
     """Per-block buffers sized for max_pairs neighbours (flat ones are reshaped per centre so
     that the per-centre arrays are contiguous): 0 geometry (x, y, z, r^2, r, f, df/dr),
@@ -173,32 +166,43 @@ def _workspace(l_max, n_max, n_channels, max_pairs):
 
 
 @njit(cache=True)
+def _centre_views(workspace, count, l_max, n_max):
+    """The current centre's arrays in the workspace, as ``_expand_centre`` left them:
+    geometry (7, q), f R[l, n, q], d(f R)/dr[l, n, q], harmonics (n_lm, q) and their
+    gradients (3, n_lm, q), for its count neighbours."""
+    n_lm = (l_max + 1) * (l_max + 1)
+    n_ln = (l_max + 1) * n_max
+    return (workspace[0], workspace[1][:n_ln * count].reshape((l_max + 1, n_max, count)),
+            workspace[2][:n_ln * count].reshape((l_max + 1, n_max, count)),
+            workspace[3][:n_lm * count].reshape((n_lm, count)),
+            workspace[4][:3 * n_lm * count].reshape((3, n_lm, count)))
+
+
+@njit(cache=True)
+def _has_species(pair_species, start, count, species):
+    """Whether any of the count neighbours from pair ``start`` on has the given species."""
+    for q in range(count):
+        if pair_species[start + q] == species:
+            return True
+    return False
+
+
+@njit(cache=True)
 def _expand_centre(start, stop, self_species, vectors, pair_species, l_max, n_max, n_species,
                    basis, with_gradients, workspace):
     """Coefficients c[lm, a] (a = s n_max + n) of one centre into workspace[6], keeping
     geometry, f R, d(f R)/dr and the solid harmonics of its neighbours in the workspace."""
     centres, transform, beta, sigma, cutoff, width, centre_term, all_species, norms, \
         recurrence = basis
-    geometry, radial_flat, slope_flat, harm_flat, harm_grad_flat, harm_work, coeffs, \
-        bessel, primitive, primitive_slope, masked_flat, part, series, threshold = workspace
+    geometry, _, _, _, _, harm_work, coeffs, bessel, primitive, primitive_slope, masked_flat, \
+        part, series, threshold = workspace
     reciprocals, double_factorials = series
     count = stop - start
-    radial = radial_flat[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
-    slope = slope_flat[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
+    _, radial, slope, harmonics, harmonic_gradients = _centre_views(workspace, count, l_max, n_max)
     inverse_sigma2 = 1.0 / (sigma * sigma)
+    blocks.pair_geometry(vectors, start, count, geometry)
     for q in range(count):
-        p = start + q
-        x = vectors[p, 0]
-        y = vectors[p, 1]
-        z = vectors[p, 2]
-        r2 = x * x + y * y + z * z
-        r = np.sqrt(r2)
-        f, df = cosine_cutoff_scalar(r, cutoff, width)
-        geometry[0, q] = x
-        geometry[1, q] = y
-        geometry[2, q] = z
-        geometry[3, q] = r2
-        geometry[4, q] = r
+        f, df = cosine_cutoff_scalar(geometry[4, q], cutoff, width)
         geometry[5, q] = f
         geometry[6, q] = df
     big_l = l_max + 1
@@ -239,21 +243,13 @@ def _expand_centre(start, stop, self_species, vectors, pair_species, l_max, n_ma
         for n in range(n_max):
             for q in range(count):
                 radial[l, n, q] *= geometry[5, q]
-    n_lm = (l_max + 1) * (l_max + 1)
-    harmonics = harm_flat[:n_lm * count].reshape((n_lm, count))
-    harmonic_gradients = harm_grad_flat[:3 * n_lm * count].reshape((3, n_lm, count))
     soap_kernels.solid_harmonics(geometry[0], geometry[1], geometry[2], geometry[3], count,
                                  l_max, norms, recurrence, harmonics, harmonic_gradients,
                                  with_gradients, harm_work)
     coeffs[:] = 0.0
     masked = masked_flat[:n_max * count].reshape((n_max, count))
     for s in range(n_species):
-        present = False
-        for q in range(count):
-            if pair_species[start + q] == s:
-                present = True
-                break
-        if not present:
+        if not _has_species(pair_species, start, count, s):
             continue
         for l in range(l_max + 1):
             width_l = 2 * l + 1
@@ -306,7 +302,7 @@ def _finish_features(row, norm, normalise, sigma0):
 def _features_of_centres(first, last, offsets, vectors, pair_species, centre_species, l_max,
                          n_max, n_species, basis, normalise, sigma0, features):
     n_channels = n_species * n_max
-    workspace = _workspace(l_max, n_max, n_channels, max(_max_pairs(offsets), 1))
+    workspace = _workspace(l_max, n_max, n_channels, max(blocks.max_pairs(offsets), 1))
     dense = np.empty((l_max + 1, n_channels, n_channels))
     for i in range(first, last):
         _expand_centre(offsets[i], offsets[i + 1], centre_species[i], vectors, pair_species,
@@ -320,8 +316,7 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
                           n_max, n_species, basis, normalise, sigma0, features,
                           pair_gradients):
     n_channels = n_species * n_max
-    n_lm = (l_max + 1) * (l_max + 1)
-    max_pairs = max(_max_pairs(offsets), 1)
+    max_pairs = max(blocks.max_pairs(offsets), 1)
     workspace = _workspace(l_max, n_max, n_channels, max_pairs)
     dense = np.empty((l_max + 1, n_channels, n_channels))
     projection_flat = np.empty(4 * (l_max + 1) * n_channels * max_pairs)
@@ -337,8 +332,8 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
         if count == 0:
             _finish_features(features[i], norm, normalise, 1.0 * sigma0)
             continue
-        harmonics = workspace[3][:n_lm * count].reshape((n_lm, count))
-        harmonic_gradients = workspace[4][:3 * n_lm * count].reshape((3, n_lm, count))
+        geometry, radial, slope, harmonics, harmonic_gradients = _centre_views(
+            workspace, count, l_max, n_max)
         coeffs = workspace[6]
         projections = projection_flat[:4 * (l_max + 1) * n_channels * count].reshape(
             (4, l_max + 1, n_channels, count))
@@ -348,9 +343,6 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
             for a in range(3):
                 np.dot(rows.T, harmonic_gradients[a, l * l:(l + 1) * (l + 1)],
                        projections[1 + a, l])
-        radial = workspace[1][:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
-        slope = workspace[2][:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
-        geometry = workspace[0]
         for q in range(count):
             s = pair_species[start + q]
             p = start + q
@@ -441,7 +433,7 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
                          d_energy_d_vectors):
     n_channels = n_species * n_max
     n_lm = (l_max + 1) * (l_max + 1)
-    max_pairs = max(_max_pairs(offsets), 1)
+    max_pairs = max(blocks.max_pairs(offsets), 1)
     workspace = _workspace(l_max, n_max, n_channels, max_pairs)
     dense = np.empty((l_max + 1, n_channels, n_channels))
     size = d_energy_d_features.shape[1] - 1
@@ -467,21 +459,13 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
             for lm in range(n_lm):
                 for n in range(n_max):
                     species_adjoint[s, lm, n] = adjoint[lm, s * n_max + n]
-        harmonics = workspace[3][:n_lm * count].reshape((n_lm, count))
-        harmonic_gradients = workspace[4][:3 * n_lm * count].reshape((3, n_lm, count))
-        radial = workspace[1][:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
-        slope = workspace[2][:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
-        geometry = workspace[0]
+        geometry, radial, slope, harmonics, harmonic_gradients = _centre_views(
+            workspace, count, l_max, n_max)
         folded = folded_flat[:4 * n_max * count].reshape((4, n_max, count))
         sums = sums_flat[:4 * count].reshape((4, count))
         sums[:] = 0.0
         for s in range(n_species):
-            present = False
-            for q in range(count):
-                if pair_species[start + q] == s:
-                    present = True
-                    break
-            if not present:
+            if not _has_species(pair_species, start, count, s):
                 continue
             for l in range(l_max + 1):
                 rows = species_adjoint[s, l * l:(l + 1) * (l + 1)]
@@ -505,14 +489,6 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
                                                     + sums[1 + a, q])
 
 
-@njit(cache=True)
-def _block_starts(n_items, n_blocks):
-    starts = np.empty(n_blocks + 1, dtype=np.int64)
-    for block in range(n_blocks + 1):
-        starts[block] = (block * n_items) // n_blocks
-    return starts
-
-
 @njit(cache=True, parallel=True)
 def quip_soap_kernel(mode, offsets, vectors, pair_species, centre_species, l_max, n_max,
                      n_species, basis, normalise, sigma0, n_blocks, features, pair_gradients,
@@ -528,12 +504,8 @@ def quip_soap_kernel(mode, offsets, vectors, pair_species, centre_species, l_max
     ``basis`` = (r_k, W, beta_k, sigma, cutoff, transition width, centre term per n,
     central_reference_all_species, harmonic norms, harmonic recurrence).
     """
-    n_centres = offsets.shape[0] - 1
-    n_blocks = min(n_blocks, n_centres)
-    if n_blocks == 0:
-        return
-    starts = _block_starts(n_centres, n_blocks)
-    for block in prange(n_blocks):
+    starts = blocks.centre_blocks(offsets, n_blocks)
+    for block in prange(starts.shape[0] - 1):
         first = starts[block]
         last = starts[block + 1]
         if mode == FEATURES:

@@ -18,6 +18,7 @@ blocks; a block writes only the rows of its own centres and their pairs.
 import numpy as np
 from numba import njit, prange
 
+from . import _kernel_blocks as blocks
 from .numerics import cosine_cutoff_scalar, exp_of_nonpositive
 
 WEIGHT_NONE = 0
@@ -155,23 +156,6 @@ def solid_harmonics(xs, ys, zs, squared_radii, count, l_max, norms, recurrence, 
 
 
 @njit(cache=True)
-def _block_starts(n_items, n_blocks):
-    """Start offsets of n_blocks contiguous, nearly equal blocks of n_items."""
-    starts = np.empty(n_blocks + 1, dtype=np.int64)
-    for block in range(n_blocks + 1):
-        starts[block] = (block * n_items) // n_blocks
-    return starts
-
-
-@njit(cache=True)
-def _max_pairs(offsets):
-    largest = 0
-    for i in range(offsets.shape[0] - 1):
-        largest = max(largest, offsets[i + 1] - offsets[i])
-    return largest
-
-
-@njit(cache=True)
 def _centre_workspace(n_species, l_max, n_max, max_pairs):
     """Buffers for one block of centres, sized for max_pairs neighbours:
     0 geometry (x, y, z, r^2, r), 1 weights (w, dw/dr, per-species mask), 2 exp arguments,
@@ -234,22 +218,12 @@ def _pair_basis(start, stop, vectors, pair_species, l_max, n_max, basis, weighti
     count = stop - start
     n_lk = (l_max + 1) * n_max
     counts[:] = 0
+    blocks.pair_geometry(vectors, start, count, geometry)
     for q in range(count):
-        p = start + q
-        x = vectors[p, 0]
-        y = vectors[p, 1]
-        z = vectors[p, 2]
-        r_squared = x * x + y * y + z * z
-        r = np.sqrt(r_squared)
-        geometry[0, q] = x
-        geometry[1, q] = y
-        geometry[2, q] = z
-        geometry[3, q] = r_squared
-        geometry[4, q] = r
-        w, dw = weight_and_derivative(r, weighting)
+        w, dw = weight_and_derivative(geometry[4, q], weighting)
         weights[0, q] = w
         weights[1, q] = dw
-        counts[pair_species[p]] += 1
+        counts[pair_species[start + q]] += 1
     exp_arguments = arguments[:n_lk * count].reshape((l_max + 1, n_max, count))
     for l in range(l_max + 1):
         for k in range(n_max):
@@ -327,7 +301,7 @@ def _features_of_centres(first, last, offsets, vectors, pair_species, centre_spe
                          l_max, n_max, basis, weighting, features, kept_coefficients):
     """Power spectra of centres first:last; with a non-empty kept_coefficients
     (n_centres, n_species, n_lm, n_max) their expansion coefficients are kept there too."""
-    workspace = _centre_workspace(n_species, l_max, n_max, _max_pairs(offsets))
+    workspace = _centre_workspace(n_species, l_max, n_max, blocks.max_pairs(offsets))
     sums = np.empty(n_max)
     keep = kept_coefficients.shape[0] > 0
     for i in range(first, last):
@@ -415,7 +389,7 @@ def _pair_feature_gradient(unit, species, radial, slope, projections, ps_prefact
 @njit(cache=True)
 def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_species,
                           n_species, l_max, n_max, basis, weighting, features, pair_gradients):
-    max_pairs = max(_max_pairs(offsets), 1)
+    max_pairs = max(blocks.max_pairs(offsets), 1)
     n_lk = (l_max + 1) * n_max
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
     coeffs = workspace[9]
@@ -520,7 +494,7 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
     kept_coefficients (as ``_features_of_centres`` left them) the coefficients are read
     from there and only the per-neighbour basis values are recomputed."""
     n_lm = (l_max + 1) * (l_max + 1)
-    max_pairs = max(_max_pairs(offsets), 1)
+    max_pairs = max(blocks.max_pairs(offsets), 1)
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
     geometry, weights = workspace[0], workspace[1]
     adjoint = np.empty((n_species, n_lm, n_max))
@@ -598,12 +572,8 @@ def soap_kernel(mode, offsets, vectors, pair_species, centre_species, n_species,
     Arrays a mode does not use may be empty. Centres are split into n_blocks contiguous
     blocks; each block writes only its own centres' and pairs' rows.
     """
-    n_centres = offsets.shape[0] - 1
-    n_blocks = min(n_blocks, n_centres)
-    if n_blocks == 0:
-        return
-    starts = _block_starts(n_centres, n_blocks)
-    for block in prange(n_blocks):
+    starts = blocks.centre_blocks(offsets, n_blocks)
+    for block in prange(starts.shape[0] - 1):
         first = starts[block]
         last = starts[block + 1]
         if mode == FEATURES:

@@ -140,16 +140,16 @@ class ScaledDescriptor(Descriptor):
         return self.descriptor.backward(atoms, neighbor_list, d_energy_d_features * self.scale)
 
 
-def atomic_number(species, label):
-    """Atomic number of a chemical symbol or an integer; ValueError naming ``label`` (the
-    descriptor) for anything else."""
+def atomic_number(species, what):
+    """Atomic number of a chemical symbol or a positive integer; ValueError naming ``what``
+    (the setting, e.g. "SOAP species") for anything else."""
     if isinstance(species, str):
         if species not in ATOMIC_NUMBERS or species == "X":
-            raise ValueError(f"{label} species: unknown chemical symbol {species!r}")
+            raise ValueError(f"{what}: unknown chemical symbol {species!r}")
         return ATOMIC_NUMBERS[species]
     number = int(species)
     if number != species or not 1 <= number < len(CHEMICAL_SYMBOLS):
-        raise ValueError(f"{label} species: {species!r} is not an atomic number")
+        raise ValueError(f"{what}: {species!r} is not an atomic number")
     return number
 
 
@@ -166,7 +166,7 @@ class AtomCentredDescriptor(Descriptor):
     def set_species(self, species):
         """``species`` (sorted int64 atomic numbers) and the table from atomic number to its
         index (-1 for species the descriptor does not know)."""
-        numbers = sorted({atomic_number(s, self.label) for s in species})
+        numbers = sorted({atomic_number(s, f"{self.label} species") for s in species})
         if not numbers:
             raise ValueError(f"{self.label}: species is empty")
         self.species = np.array(numbers, dtype=np.int64)

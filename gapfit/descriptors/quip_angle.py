@@ -9,14 +9,11 @@ cutoff is f(r_ij) f(r_ik) (QUIP's cosine cutoff; r_jk is not cut). Z selects the
 """
 import numpy as np
 
-from .base import Descriptor
 from .numerics import cosine_cutoff
-from .quip_common import (CutoffLocalEnvironments, optional_atomic_number,
-                          validated_cutoff)
-from .quip_pair import species_pair_mask
+from .quip_common import CutoffLocalEnvironments, QuipCutoffDescriptor, species_pair_mask
 
 
-class QuipAngle3bDescriptor(Descriptor):
+class QuipAngle3bDescriptor(QuipCutoffDescriptor):
     """QUIP ``angle_3b``: (r_ij + r_ik, (r_ij - r_ik)², r_jk) per triplet, weight f f.
 
     Parameters
@@ -29,32 +26,19 @@ class QuipAngle3bDescriptor(Descriptor):
     ∂q/∂r_k' (the centre's is minus their sum).
     """
 
+    quip_name = "angle_3b"
+    species_settings = ("Z", "Z1", "Z2")
+
     def __init__(self, cutoff, cutoff_transition_width=0.5, Z=None, Z1=None, Z2=None):
-        what = "QUIP angle_3b"
-        self.cutoff, self.cutoff_transition_width = validated_cutoff(
-            cutoff, cutoff_transition_width, what)
-        self.Z = optional_atomic_number(Z, what)
-        self.Z1 = optional_atomic_number(Z1, what)
-        self.Z2 = optional_atomic_number(Z2, what)
+        self._set_settings(cutoff, cutoff_transition_width, Z, Z1, Z2)
 
     @property
     def n_features(self):
         return 3
 
-    def quip_string(self):
-        """The quippy ``Descriptor`` string with these settings."""
-        return (f"angle_3b cutoff={self.cutoff!r} cutoff_transition_width="
-                f"{self.cutoff_transition_width!r} Z={self.Z or 0} Z1={self.Z1 or 0} "
-                f"Z2={self.Z2 or 0}")
-
     def _triplets(self, atoms, neighbor_list):
         """Pair indices (first, second) into the kept pairs, and the kept pair arrays."""
-        if neighbor_list.n_atoms != len(atoms):
-            raise ValueError(f"QUIP angle_3b on {atoms.get_chemical_formula()}: neighbour "
-                             f"list has {neighbor_list.n_atoms} atoms, structure has "
-                             f"{len(atoms)}")
-        numbers = np.asarray(atoms.numbers)
-        keep = neighbor_list.distances < self.cutoff
+        numbers, keep = self._within_cutoff(atoms, neighbor_list)
         if self.Z is not None:
             keep &= numbers[neighbor_list.centers] == self.Z
         centers = neighbor_list.centers[keep]

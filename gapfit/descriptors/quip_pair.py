@@ -8,20 +8,11 @@ covariance_cutoff = f(r), QUIP's cosine cutoff over the last ``cutoff_transition
 """
 import numpy as np
 
-from .base import Descriptor
 from .numerics import cosine_cutoff
-from .quip_common import (CutoffLocalEnvironments, optional_atomic_number,
-                          validated_cutoff)
+from .quip_common import CutoffLocalEnvironments, QuipCutoffDescriptor, species_pair_mask
 
 
-def species_pair_mask(z_a, z_b, z1, z2):
-    """Pairs whose species (z_a, z_b) match (z1, z2) in either order; None matches any."""
-    def match(values, wanted):
-        return np.ones(len(values), dtype=bool) if wanted is None else values == wanted
-    return (match(z_a, z1) & match(z_b, z2)) | (match(z_a, z2) & match(z_b, z1))
-
-
-class QuipDistance2bDescriptor(Descriptor):
+class QuipDistance2bDescriptor(QuipCutoffDescriptor):
     """QUIP ``distance_2b``: feature r (Å) per ordered pair, weight f(r) per pair.
 
     Parameters
@@ -37,30 +28,20 @@ class QuipDistance2bDescriptor(Descriptor):
     gradients, ``pair_cutoff_gradients`` ∂f/∂r_j'.
     """
 
+    quip_name = "distance_2b"
+    species_settings = ("Z1", "Z2")
+
     def __init__(self, cutoff, cutoff_transition_width=0.5, Z1=None, Z2=None):
-        what = "QUIP distance_2b"
-        self.cutoff, self.cutoff_transition_width = validated_cutoff(
-            cutoff, cutoff_transition_width, what)
-        self.Z1 = optional_atomic_number(Z1, what)
-        self.Z2 = optional_atomic_number(Z2, what)
+        self._set_settings(cutoff, cutoff_transition_width, Z1, Z2)
 
     @property
     def n_features(self):
         return 1
 
-    def quip_string(self):
-        """The quippy ``Descriptor`` string with these settings."""
-        return (f"distance_2b cutoff={self.cutoff!r} cutoff_transition_width="
-                f"{self.cutoff_transition_width!r} Z1={self.Z1 or 0} Z2={self.Z2 or 0}")
-
     def _pairs(self, atoms, neighbor_list):
-        if neighbor_list.n_atoms != len(atoms):
-            raise ValueError(f"QUIP distance_2b on {atoms.get_chemical_formula()}: neighbour "
-                             f"list has {neighbor_list.n_atoms} atoms, structure has "
-                             f"{len(atoms)}")
-        numbers = np.asarray(atoms.numbers)
-        keep = (neighbor_list.distances < self.cutoff) & species_pair_mask(
-            numbers[neighbor_list.centers], numbers[neighbor_list.neighbors], self.Z1, self.Z2)
+        numbers, keep = self._within_cutoff(atoms, neighbor_list)
+        keep &= species_pair_mask(numbers[neighbor_list.centers],
+                                  numbers[neighbor_list.neighbors], self.Z1, self.Z2)
         return (neighbor_list.centers[keep], neighbor_list.neighbors[keep],
                 np.ascontiguousarray(neighbor_list.vectors[keep], dtype=np.float64),
                 neighbor_list.distances[keep])

@@ -7,15 +7,15 @@ class docstring and in /work/notes/quip_descriptor_facts.md.
 """
 import math
 
-import numba
 import numpy as np
 from ase.data import chemical_symbols as _CHEMICAL_SYMBOLS
 from scipy.special import erf
 
+from . import _kernel_blocks as blocks
 from . import _quip_soap_kernels as kernels
 from . import _soap_basis as harmonic_basis
-from .base import Descriptor, LocalEnvironments
-from .quip_common import atomic_number, validated_cutoff
+from .base import Descriptor, LocalEnvironments, atomic_number
+from .quip_common import validated_cutoff
 
 
 def gaussian_centres(cutoff, n_max, atom_sigma, basis_error_exponent):
@@ -47,11 +47,6 @@ def radial_transform(centres, atom_sigma):
                          ) from None
     collocation = np.exp(-((centres[:, None] - centres[None, :]) ** 2) / (2.0 * atom_sigma**2))
     return np.ascontiguousarray(upper @ np.linalg.inv(collocation))
-
-
-def _n_blocks():
-    """A few blocks of centres per thread, so that uneven neighbour counts still balance."""
-    return 8 * numba.get_num_threads()
 
 
 class QuipSOAPDescriptor(Descriptor):
@@ -216,7 +211,7 @@ class QuipSOAPDescriptor(Descriptor):
         kernels.quip_soap_kernel(
             mode, offsets, vectors, pair_species, centre_species, self.l_max, self.n_max,
             self.n_density_species, self._basis, self.normalise, self.covariance_sigma0,
-            _n_blocks(), empty_2d if features is None else features,
+            blocks.blocks_per_pass(), empty_2d if features is None else features,
             np.empty((0, 0, 0)) if pair_gradients is None else pair_gradients,
             empty_2d if d_energy_d_features is None else d_energy_d_features,
             empty_2d if d_energy_d_vectors is None else d_energy_d_vectors)

@@ -8,9 +8,9 @@ up to r0 - d and c (1 + cos(pi (r - r0 + d) / d)) / 2 from there to 0 at r0.
 import copy
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from . import _kernel_blocks as blocks
 from . import _soap_basis as basis
 from . import _soap_kernels as kernels
 from .base import AtomCentredDescriptor, LocalEnvironments
@@ -73,12 +73,6 @@ class SOAPForwardState:
     atoms: object
     inputs: tuple
     coefficients: np.ndarray
-
-
-def _n_blocks():
-    """Blocks of centres handed to the parallel kernels: a few per thread, so that
-    uneven neighbour counts still balance."""
-    return 8 * numba.get_num_threads()
 
 
 class SOAPDescriptor(AtomCentredDescriptor):
@@ -181,7 +175,7 @@ class SOAPDescriptor(AtomCentredDescriptor):
         empty_2d = np.empty((0, 0))
         kernels.soap_kernel(
             mode, offsets, vectors, pair_species, centre_species, len(self.species),
-            self.l_max, self.n_max, self._basis, self._weighting, _n_blocks(),
+            self.l_max, self.n_max, self._basis, self._weighting, blocks.blocks_per_pass(),
             empty_2d if features is None else features,
             np.empty((0, 0, 0)) if pair_gradients is None else pair_gradients,
             empty_2d if d_energy_d_features is None else d_energy_d_features,

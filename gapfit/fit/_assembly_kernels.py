@@ -11,13 +11,31 @@ from numba import njit, prange
 _COLUMN_BLOCK = 16
 
 
+@njit(cache=True)
+def _n_column_blocks(n_cols):
+    """How many blocks of _COLUMN_BLOCK columns cover n_cols (the parallel kernels' tasks)."""
+    return (n_cols + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
+
+
+@njit(cache=True)
+def _column_block(block, n_cols):
+    """(start, stop) columns of a block."""
+    start = block * _COLUMN_BLOCK
+    return start, min(start + _COLUMN_BLOCK, n_cols)
+
+
 @njit(parallel=True, cache=True)
 def add_force_rows(out, col0, proj, gq, factor_sparse, factor_self, pair_envs,
-                   target_rows, target_ptr, target_pairs, target_signs):
+                   target_rows, target_ptr, target_pairs, target_signs,
+                   values=None, cutoff_gradients=None):
     """out[row, a, col0 + m] += sign * P[p, a, m] for every (row, p, sign) target.
 
     Targets are grouped by row (CSR: target_ptr over target_pairs/target_signs),
-    so each prange iteration writes a distinct row.
+    so each prange iteration writes a distinct row. Environments weighted by a
+    covariance cutoff f_e pass ``factor_sparse``/``factor_self`` already times f_e,
+    and ``values`` (the unweighted K[e, m]) with ``cutoff_gradients`` (w[p] =
+    ∂f_e/∂r_p, 1/Å): P gains K[e, m] w[p, a]. Left out (None), numba compiles the
+    plain kernel without that term.
     """
     n_cols = proj.shape[2]
     for t in prange(target_rows.shape[0]):
@@ -28,35 +46,48 @@ def add_force_rows(out, col0, proj, gq, factor_sparse, factor_self, pair_envs,
             e = pair_envs[p]
             for a in range(3):
                 g = gq[p, a]
+                if cutoff_gradients is not None:
+                    w = cutoff_gradients[p, a]
                 for m in range(n_cols):
-                    out[row, a, col0 + m] += sign * (factor_sparse[e, m] * proj[p, a, m]
-                                                     + factor_self[e, m] * g)
+                    d = factor_sparse[e, m] * proj[p, a, m] + factor_self[e, m] * g
+                    if values is not None:
+                        d += values[e, m] * w
+                    out[row, a, col0 + m] += sign * d
 
 
 @njit(parallel=True, cache=True)
 def add_virial_rows(out, col0, proj, gq, factor_sparse, factor_self, pair_envs,
-                    pair_vectors, pair_configs):
+                    pair_vectors, pair_configs, values=None, cutoff_gradients=None):
     """out[c, v, col0 + m] += virial (Voigt xx,yy,zz,yz,xz,xy) of every pair of config c.
 
     The virial is W = -Σ_p P_p ⊗ D_p, symmetrised. Parallel over column blocks.
+    ``values`` and ``cutoff_gradients`` (covariance-cutoff weights) as in
+    ``add_force_rows``.
     """
     n_cols = proj.shape[2]
-    n_blocks = (n_cols + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
-    for block in prange(n_blocks):
-        start = block * _COLUMN_BLOCK
-        stop = min(start + _COLUMN_BLOCK, n_cols)
+    for block in prange(_n_column_blocks(n_cols)):
+        start, stop = _column_block(block, n_cols)
         for p in range(proj.shape[0]):
             e = pair_envs[p]
             c = pair_configs[p]
             dx = pair_vectors[p, 0]
             dy = pair_vectors[p, 1]
             dz = pair_vectors[p, 2]
+            if cutoff_gradients is not None:
+                wx = cutoff_gradients[p, 0]
+                wy = cutoff_gradients[p, 1]
+                wz = cutoff_gradients[p, 2]
             for m in range(start, stop):
                 fs = factor_sparse[e, m]
                 fq = factor_self[e, m]
                 px = fs * proj[p, 0, m] + fq * gq[p, 0]
                 py = fs * proj[p, 1, m] + fq * gq[p, 1]
                 pz = fs * proj[p, 2, m] + fq * gq[p, 2]
+                if values is not None:
+                    k = values[e, m]
+                    px += k * wx
+                    py += k * wy
+                    pz += k * wz
                 col = col0 + m
                 out[c, 0, col] -= px * dx
                 out[c, 1, col] -= py * dy
@@ -67,64 +98,11 @@ def add_virial_rows(out, col0, proj, gq, factor_sparse, factor_self, pair_envs,
 
 
 @njit(parallel=True, cache=True)
-def add_weight_force_rows(out, col0, values, cutoff_gradients, pair_envs, target_rows,
-                          target_ptr, target_pairs, target_signs):
-    """out[row, a, col0 + m] += sign * K[e, m] * w[p, a]: the covariance-cutoff part of the
-    force rows, with K the unweighted kernel values and w[p] = ∂f_e/∂r_p (targets as in
-    ``add_force_rows``)."""
-    n_cols = values.shape[1]
-    for t in prange(target_rows.shape[0]):
-        row = target_rows[t]
-        for k in range(target_ptr[t], target_ptr[t + 1]):
-            p = target_pairs[k]
-            sign = target_signs[k]
-            e = pair_envs[p]
-            for a in range(3):
-                g = sign * cutoff_gradients[p, a]
-                for m in range(n_cols):
-                    out[row, a, col0 + m] += g * values[e, m]
-
-
-@njit(parallel=True, cache=True)
-def add_weight_virial_rows(out, col0, values, cutoff_gradients, pair_envs, pair_vectors,
-                           config):
-    """The covariance-cutoff part of the virial rows of one configuration: P = K[e, m] w[p]
-    in place of ``add_virial_rows``' P; parallel over column blocks."""
-    n_cols = values.shape[1]
-    n_blocks = (n_cols + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
-    for block in prange(n_blocks):
-        start = block * _COLUMN_BLOCK
-        stop = min(start + _COLUMN_BLOCK, n_cols)
-        for p in range(cutoff_gradients.shape[0]):
-            e = pair_envs[p]
-            wx = cutoff_gradients[p, 0]
-            wy = cutoff_gradients[p, 1]
-            wz = cutoff_gradients[p, 2]
-            dx = pair_vectors[p, 0]
-            dy = pair_vectors[p, 1]
-            dz = pair_vectors[p, 2]
-            for m in range(start, stop):
-                k = values[e, m]
-                px = k * wx
-                py = k * wy
-                pz = k * wz
-                col = col0 + m
-                out[config, 0, col] -= px * dx
-                out[config, 1, col] -= py * dy
-                out[config, 2, col] -= pz * dz
-                out[config, 3, col] -= 0.5 * (py * dz + pz * dy)
-                out[config, 4, col] -= 0.5 * (px * dz + pz * dx)
-                out[config, 5, col] -= 0.5 * (px * dy + py * dx)
-
-
-@njit(parallel=True, cache=True)
 def add_grouped_rows(out, col0, values, groups):
     """out[groups[i], col0 + m] += values[i, m]; parallel over column blocks."""
     n_cols = values.shape[1]
-    n_blocks = (n_cols + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
-    for block in prange(n_blocks):
-        start = block * _COLUMN_BLOCK
-        stop = min(start + _COLUMN_BLOCK, n_cols)
+    for block in prange(_n_column_blocks(n_cols)):
+        start, stop = _column_block(block, n_cols)
         for i in range(values.shape[0]):
             g = groups[i]
             for m in range(start, stop):

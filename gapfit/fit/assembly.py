@@ -90,17 +90,13 @@ def add_term_rows(rows, term, environments, column0, structure, atom_offset):
             gq = np.einsum("pak,pk->pa", gradients, features[pair_envs])
             targets = kernels.force_targets(pair_envs, environments.pair_neighbors[chosen],
                                             env_atoms, atom_offset)
+            weighting = ()
+            if unweighted is not None:
+                weighting = (unweighted, np.ascontiguousarray(
+                    environments.pair_cutoff_gradients[chosen], dtype=np.float64))
             kernels.add_force_rows(rows.forces, column0 + start, projected, gq, factor_sparse,
-                                   factor_self, pair_envs, *targets)
+                                   factor_self, pair_envs, *targets, *weighting)
             kernels.add_virial_rows(rows.virial, column0 + start, projected, gq, factor_sparse,
                                     factor_self, pair_envs,
                                     np.ascontiguousarray(environments.pair_vectors[chosen]),
-                                    np.full(len(chosen), structure, dtype=np.int64))
-            if unweighted is not None:
-                cutoff_gradients = np.ascontiguousarray(
-                    environments.pair_cutoff_gradients[chosen], dtype=np.float64)
-                kernels.add_weight_force_rows(rows.forces, column0 + start, unweighted,
-                                              cutoff_gradients, pair_envs, *targets)
-                kernels.add_weight_virial_rows(
-                    rows.virial, column0 + start, unweighted, cutoff_gradients, pair_envs,
-                    np.ascontiguousarray(environments.pair_vectors[chosen]), structure)
+                                    np.full(len(chosen), structure, dtype=np.int64), *weighting)

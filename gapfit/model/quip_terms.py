@@ -44,7 +44,7 @@ def _species_option(value):
         return None
     if not isinstance(value, str) and int(value) == 0:
         return 0
-    from ..descriptors.quip_common import atomic_number
+    from ..descriptors.base import atomic_number
     return atomic_number(value, "QUIP term species")
 
 
@@ -117,6 +117,22 @@ class QuipTerm(Term):
 
     def _folds_cutoff(self):
         return False
+
+    @staticmethod
+    def _species_channels(species, options, channel, make):
+        """[(channel label, descriptor)]: one GP per species combination, as gap_fit makes
+        them. ``options`` are the term's species settings, the centre's first if any, then
+        Z1 and Z2 of an unordered neighbour pair; None is every training species, and a 0
+        in any makes one wild-card channel (label 0) for all. ``channel(*combination)``
+        labels and ``make(*combination)`` builds the descriptor of a combination (None for
+        an unrestricted species)."""
+        options = [_species_option(value) for value in options]
+        if 0 in options:
+            return [(0, make(*(z or None for z in options)))]
+        *centres, firsts, seconds = [species if z is None else [z] for z in options]
+        pairs = sorted({(min(a, b), max(a, b)) for a in firsts for b in seconds})
+        return [(channel(*centre, a, b), make(*centre, a, b))
+                for centre in itertools.product(*centres) for a, b in pairs]
 
     def _parts(self, species):
         raise NotImplementedError
@@ -229,24 +245,7 @@ class QuipSOAP(QuipTerm):
                  central_reference_all_species=False, basis_error_exponent=10.0,
                  species_Z=None, Z=None, zeta=4, delta=0.2, signal_mean=0.0,
                  covariance_type="dot_product", n_sparse=1000, sparse_method="cur_points"):
-        self.cutoff = cutoff
-        self.cutoff_transition_width = cutoff_transition_width
-        self.n_max = n_max
-        self.l_max = l_max
-        self.atom_sigma = atom_sigma
-        self.central_weight = central_weight
-        self.covariance_sigma0 = covariance_sigma0
-        self.normalise = normalise
-        self.central_reference_all_species = central_reference_all_species
-        self.basis_error_exponent = basis_error_exponent
-        self.species_Z = species_Z
-        self.Z = Z
-        self.zeta = zeta
-        self.delta = delta
-        self.signal_mean = signal_mean
-        self.covariance_type = covariance_type
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _check_kernel_settings(self):
         if self.covariance_type != "dot_product":
@@ -290,33 +289,17 @@ class QuipDistance2b(QuipTerm):
     def __init__(self, cutoff=5.0, cutoff_transition_width=0.5, Z1=None, Z2=None,
                  covariance_type="ard_se", theta_uniform=1.0, theta=None, zeta=2, delta=1.0,
                  signal_mean=0.0, n_sparse=20, sparse_method="uniform"):
-        self.cutoff = cutoff
-        self.cutoff_transition_width = cutoff_transition_width
-        self.Z1 = Z1
-        self.Z2 = Z2
-        self.covariance_type = covariance_type
-        self.theta_uniform = theta_uniform
-        self.theta = theta
-        self.zeta = zeta
-        self.delta = delta
-        self.signal_mean = signal_mean
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _folds_cutoff(self):
         return (self.covariance_type == "ard_se" and float(self.signal_mean) == 0.0
                 and float(self.cutoff_transition_width) > 0.0)
 
     def _parts(self, species):
-        z1, z2 = _species_option(self.Z1), _species_option(self.Z2)
-        make = lambda a, b: QuipDistance2bDescriptor(  # noqa: E731
-            self.cutoff, self.cutoff_transition_width, Z1=a, Z2=b)
-        if 0 in (z1, z2):
-            return [(0, make(z1 or None, z2 or None))]
-        firsts = species if z1 is None else [z1]
-        seconds = species if z2 is None else [z2]
-        pairs = sorted({(min(a, b), max(a, b)) for a in firsts for b in seconds})
-        return [(pair_channel(a, b), make(a, b)) for a, b in pairs]
+        return self._species_channels(
+            species, (self.Z1, self.Z2), pair_channel,
+            lambda a, b: QuipDistance2bDescriptor(self.cutoff, self.cutoff_transition_width,
+                                                  Z1=a, Z2=b))
 
     def point_cutoffs(self, raw_points):
         value, _ = cosine_cutoff(raw_points[:, 0], float(self.cutoff),
@@ -343,32 +326,13 @@ class QuipAngle3b(QuipTerm):
     def __init__(self, cutoff=3.0, cutoff_transition_width=0.5, Z=None, Z1=None, Z2=None,
                  covariance_type="ard_se", theta_uniform=1.0, theta=None, zeta=2, delta=0.1,
                  signal_mean=0.0, n_sparse=100, sparse_method="random"):
-        self.cutoff = cutoff
-        self.cutoff_transition_width = cutoff_transition_width
-        self.Z = Z
-        self.Z1 = Z1
-        self.Z2 = Z2
-        self.covariance_type = covariance_type
-        self.theta_uniform = theta_uniform
-        self.theta = theta
-        self.zeta = zeta
-        self.delta = delta
-        self.signal_mean = signal_mean
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _parts(self, species):
-        z, z1, z2 = (_species_option(v) for v in (self.Z, self.Z1, self.Z2))
-        make = lambda a, b, c: QuipAngle3bDescriptor(  # noqa: E731
-            self.cutoff, self.cutoff_transition_width, Z=a, Z1=b, Z2=c)
-        if 0 in (z, z1, z2):
-            return [(0, make(z or None, z1 or None, z2 or None))]
-        centres = species if z is None else [z]
-        firsts = species if z1 is None else [z1]
-        seconds = species if z2 is None else [z2]
-        pairs = sorted({(min(a, b), max(a, b)) for a in firsts for b in seconds})
-        return [(triplet_channel(c, a, b), make(c, a, b))
-                for c, (a, b) in itertools.product(centres, pairs)]
+        return self._species_channels(
+            species, (self.Z, self.Z1, self.Z2), triplet_channel,
+            lambda c, a, b: QuipAngle3bDescriptor(self.cutoff, self.cutoff_transition_width,
+                                                  Z=c, Z1=a, Z2=b))
 
     def point_cutoffs(self, raw_points):
         """f(r_ij) f(r_ik) from the features: r_ij, r_ik = (q₀ ± √q₁)/2 (f f is symmetric)."""

@@ -4,6 +4,8 @@
 ``GAP.fit`` clones them, calls ``build`` with the training species and then
 stores the chosen sparse points on the clone (attributes ending in ``_``).
 """
+import inspect
+
 import numpy as np
 from sklearn.base import BaseEstimator
 
@@ -21,6 +23,14 @@ class Term(BaseEstimator):
         super().__init_subclass__(**kwargs)
         if not cls.__name__.endswith("Term"):  # a concrete term, not a shared base
             TERM_CLASSES[cls.__name__] = cls
+
+    def _keep_settings(self, settings):
+        """Store every ``__init__`` argument unchanged under its own name and nothing else
+        (scikit-learn's rule, so that ``get_params``, ``clone`` and grid searches work);
+        a term's ``__init__`` is ``self._keep_settings(locals())``."""
+        for name in inspect.signature(type(self).__init__).parameters:
+            if name != "self":
+                setattr(self, name, settings[name])
 
     def build(self, species):
         """Create ``descriptor_`` and ``kernel_`` for these atomic numbers; returns self.
@@ -156,17 +166,7 @@ class SOAP(Term):
     def __init__(self, r_cut=5.0, n_max=8, l_max=6, sigma=0.5, weighting="poly",
                  transition_width=1.0, basis_r_cut=None, zeta=4, delta=0.5, n_sparse=1000,
                  sparse_method="cur"):
-        self.r_cut = r_cut
-        self.n_max = n_max
-        self.l_max = l_max
-        self.sigma = sigma
-        self.weighting = weighting
-        self.transition_width = transition_width
-        self.basis_r_cut = basis_r_cut
-        self.zeta = zeta
-        self.delta = delta
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def dscribe_weighting(self):
         """The weighting as a weighting dict of ``SOAPDescriptor`` (dscribe's spelling, plus
@@ -211,12 +211,7 @@ class TwoBody(Term):
 
     def __init__(self, cutoff=5.0, transition_width=1.0, theta=1.0, delta=1.0, n_sparse=20,
                  sparse_method="uniform"):
-        self.cutoff = cutoff
-        self.transition_width = transition_width
-        self.theta = theta
-        self.delta = delta
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _make_descriptor(self, species):
         from ..descriptors.twobody import TwoBodyDescriptor
@@ -248,14 +243,7 @@ class ACSF(Term):
 
     def __init__(self, r_cut=5.0, g2_params=None, g4_params=None, g5_params=None, theta=2.0,
                  delta=0.2, n_sparse=1000, sparse_method="cur"):
-        self.r_cut = r_cut
-        self.g2_params = g2_params
-        self.g4_params = g4_params
-        self.g5_params = g5_params
-        self.theta = theta
-        self.delta = delta
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
+        self._keep_settings(locals())
 
     def _make_descriptor(self, species):
         from ..descriptors.acsf import ACSFDescriptor
