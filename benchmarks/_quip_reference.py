@@ -3,6 +3,7 @@
 Benchmark-only: ``quippy-ase`` has a non-commercial licence and is never a gapfit dependency.
 """
 
+import json
 import os
 import shutil
 import time
@@ -179,11 +180,13 @@ def gap_fit_command(train_xyz, gp_file, n_sparse_soap=1000, n_max=8, l_max=6, cu
     return argv
 
 
-def run_gap_fit(train_atoms, workdir, **recipe):
+def run_gap_fit(train_atoms, workdir, reuse=False, **recipe):
     """Write ``train_atoms`` and fit them with ``gap_fit`` in ``workdir``, measuring the fit.
 
     ``recipe`` is passed to :func:`gap_fit_command`.  gap_fit's output is kept in
-    ``workdir/gap_fit.log``.
+    ``workdir/gap_fit.log``, its measurements in ``workdir/gap_fit.json``; with ``reuse`` a
+    model that an earlier run fitted there with the same command and the same training file
+    is returned with the measurements of that run (gap_fit takes minutes to hours).
 
     Returns
     -------
@@ -198,8 +201,16 @@ def run_gap_fit(train_atoms, workdir, **recipe):
     workdir.mkdir(parents=True, exist_ok=True)
     train_xyz = workdir / "train.xyz"
     gp_file = workdir / "gap.xml"
+    record_file = workdir / "gap_fit.json"
+    previous = json.loads(record_file.read_text()) if reuse and record_file.is_file() else None
+    old_training = train_xyz.read_bytes() if previous and train_xyz.is_file() else None
     write_gap_fit_xyz(train_atoms, train_xyz)
     argv = gap_fit_command(train_xyz, gp_file, **recipe)
+    if (previous and previous["argv"] == argv and gp_file.is_file()
+            and old_training == train_xyz.read_bytes()):
+        return {"wall_s": previous["wall_s"], "peak_rss_mb": previous["peak_rss_mb"],
+                "gp_file": str(gp_file), "reused": True}
+    record_file.unlink(missing_ok=True)
     returncode, wall_s, peak_mb, stdout, stderr = measure_command(argv, cwd=workdir)
     (workdir / "gap_fit.log").write_text(
         "$ " + " ".join(argv) + "\n" + stdout + ("\n--- stderr ---\n" + stderr if stderr else ""))
@@ -207,6 +218,7 @@ def run_gap_fit(train_atoms, workdir, **recipe):
         tail = "\n".join((stdout + "\n" + stderr).strip().splitlines()[-30:])
         raise RuntimeError(f"gap_fit failed (exit code {returncode}) in {workdir}; "
                            f"end of its output:\n{tail}")
+    record_file.write_text(json.dumps({"argv": argv, "wall_s": wall_s, "peak_rss_mb": peak_mb}))
     return {"wall_s": wall_s, "peak_rss_mb": peak_mb, "gp_file": str(gp_file)}
 
 

@@ -136,7 +136,8 @@ def paired_energy_comparison(quip_errors, our_errors, resamples=20000, seed=0):
 def run_seed(seed, train, train_path, test, args, workdir):
     """Fit both codes with one seed; returns their fit measurements and per-group errors."""
     seed_dir = workdir / f"seed_{seed}"
-    quip = run_gap_fit(train, seed_dir / "gap_fit", n_sparse_soap=args.n_sparse, rnd_seed=seed)
+    quip = run_gap_fit(train, seed_dir / "gap_fit", reuse=args.reuse, n_sparse_soap=args.n_sparse,
+                       rnd_seed=seed)
     predictions = quip_predict(quip["gp_file"], test)
     quip["groups"] = errors_by_group(test, predictions)
     quip["energy_errors"] = energy_errors(test, predictions[0])
@@ -215,6 +216,9 @@ def main(argv=None):
     parser.add_argument("--quip-soap", action="store_true",
                         help="fit gapfit with QUIP's descriptors (QuipDistance2b + QuipSOAP): "
                              "identical features, so the comparison is of the fits alone")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse gap_fit models (and their measured time and memory) fitted "
+                             "in --workdir by an earlier run with the same command and data")
     args = parser.parse_args(argv)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     train_path = MLEARN / f"{args.element}_train.json"
