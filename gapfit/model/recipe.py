@@ -3,8 +3,8 @@
 ``GAP(recipe="search")`` (with no terms) fits whatever recipe the training data prefer.
 Candidates are built from the data's own length scale (the median nearest-neighbour distance
 d₁, so no table of per-element settings exists anywhere) and from the species present: a
-2-body term over every species pair plus SOAP with species channels, differing in the SOAP
-cutoff (multiples of d₁), its neighbour weighting, basis size, kernel power and flavour.
+2-body term over every species pair plus SOAP with species channels, differing in the
+cutoff (multiples of d₁), SOAP's neighbour weighting and its number of sparse points.
 
 The screen is a subset of the training configurations stratified by ``config_type``: every
 configuration of a small group is kept (they decide the rare groups' errors, e.g. surfaces),
@@ -12,9 +12,10 @@ the large groups are thinned evenly. Each candidate is fitted k times, each time
 one fold of the screen (folds by configuration, every group spread over all folds), and
 predicts the held-out fold: its cross-validated energy, force and stress MAEs, overall and per
 config_type. The score is the mean over those kinds of the ratio of the candidate's CV MAE to
-the first (reference) candidate's; a candidate is allowed if no group's CV energy or force
-MAE exceeds the reference's by more than ``GROUP_LIMIT`` and its MD cost stays within
-``MAX_MD_COST_RATIO`` of the reference's (unless ``prefer="accuracy"``). The allowed candidate
+the first (reference) candidate's; a candidate is allowed if in no group its held-out
+energy or force errors exceed the reference's on the same configurations by more than
+``GROUP_LIMIT`` with a margin beyond the noise of the paired differences, and its MD cost
+stays within ``MAX_MD_COST_RATIO`` of the reference's (unless ``prefer="accuracy"``). The allowed candidate
 with the lowest score is fitted to all data. Only the training set enters; the log marginal
 likelihood per row of the fold fits is reported beside the scores (it ranks energies unlike
 the test error on mlearn Mo, so it does not choose).
@@ -47,6 +48,8 @@ SCREEN_SPARSE_FRACTION = 0.4
 # a candidate whose CV energy or force MAE in any config_type group exceeds the reference's
 # by more than this factor is not chosen
 GROUP_LIMIT = 1.10
+# ... and the paired excess over that limit is this many standard errors (``worse_groups``)
+GUARD_STANDARD_ERRORS = 2.0
 # sparse points of the candidates' SOAP term: on mlearn Mo 1,500 cost 1.08-1.28x the
 # reference's MD time and 750 MB to fit, 2,500 2.2x and 1.3 GB (docs/recipe_research.md)
 SEARCH_SPARSE = 1500
@@ -66,6 +69,8 @@ class Candidate:
 
     cv_mae : {"energy" meV/atom, "forces" meV/Å, "stress" GPa}, k-fold CV MAE on the screen.
     cv_groups : {config_type: [energy meV/atom, force meV/Å]} CV MAE per group.
+    cv_configurations : {"energy", "forces": per screen configuration, its held-out |error|
+        (meV/atom) and mean |force component error| (meV/Å); "groups": its config_type}.
     score : mean over the kinds of cv_mae / the reference's (lower is better; 1 = reference).
     allowed : passes the per-group guard and the MD cost bound.
     log_evidence_per_row : mean over the fold fits of the log marginal likelihood divided by
@@ -82,6 +87,7 @@ class Candidate:
     scales: dict = field(default_factory=dict)
     cv_mae: dict = field(default_factory=dict)
     cv_groups: dict = field(default_factory=dict)
+    cv_configurations: dict = field(default_factory=dict)
     score: float = float("nan")
     allowed: bool = False
     reason: str = ""
@@ -273,14 +279,18 @@ def _target_rows(structures, model):
 
 
 def cross_validate(model, terms, subset, assignment):
-    """(cv_mae, cv_groups, log evidence per row) of ``terms`` fitted with ``model``'s settings:
-    k fits, each to all folds but one, predicting the held-out one. MAEs in display units."""
+    """(cv_mae, cv_groups, per-configuration errors, log evidence per row) of ``terms`` fitted
+    with ``model``'s settings: k fits, each to all folds but one, predicting the held-out one.
+    MAEs in display units; the per-configuration errors ({"energy": |error| meV/atom, "forces":
+    mean |component error| meV/Å, "groups": config_type}) are in ``subset`` order."""
     errors = {kind: [] for kind in KINDS}
     groups = {kind: [] for kind in KINDS}
+    per_config = {"energy": [np.nan] * len(subset), "forces": [np.nan] * len(subset),
+                  "groups": [_group_of(a) for a in subset]}
     evidence = []
     for fold in range(assignment.max() + 1):
         fitted = [a for a, f in zip(subset, assignment) if f != fold]
-        held = [a for a, f in zip(subset, assignment) if f == fold]
+        held = [i for i, f in enumerate(assignment) if f == fold]
         if not held or not fitted:
             continue
         trial = clone(model).set_params(terms=_screen_terms(terms), optimize_hyperparameters="scale",
@@ -288,11 +298,14 @@ def cross_validate(model, terms, subset, assignment):
         trial.fit(fitted)
         evidence.append(trial.hyperparameter_result_["log_marginal_likelihood_after"]
                         / _target_rows(fitted, trial))
-        parity = parity_data(trial, held)
-        for kind in KINDS:
-            series = parity.series(kind)
-            errors[kind].append(np.abs(series.errors))
-            groups[kind].append(series.config_types)
+        for index in held:
+            parity = parity_data(trial, [subset[index]])
+            for kind in KINDS:
+                series = parity.series(kind)
+                errors[kind].append(np.abs(series.errors))
+                groups[kind].append(series.config_types)
+                if kind in ("energy", "forces") and series.errors.size:
+                    per_config[kind][index] = float(_DISPLAY[kind] * np.abs(series.errors).mean())
     cv_mae, cv_groups = {}, {}
     for kind in KINDS:
         values = np.concatenate(errors[kind]) if errors[kind] else np.zeros(0)
@@ -306,7 +319,31 @@ def cross_validate(model, terms, subset, assignment):
             cv_groups.setdefault(group, [float("nan"), float("nan")])
             cv_groups[group][0 if kind == "energy" else 1] = float(
                 _DISPLAY[kind] * values[labels == group].mean())
-    return cv_mae, cv_groups, float(np.mean(evidence)) if evidence else float("nan")
+    return cv_mae, cv_groups, per_config, float(np.mean(evidence)) if evidence else float("nan")
+
+
+def worse_groups(candidate, reference):
+    """"group E" / "group F" where the candidate's held-out configurations are worse than the
+    reference's on the same configurations by more than (GROUP_LIMIT - 1) of the reference's
+    mean error AND by more than GUARD_STANDARD_ERRORS standard errors of the paired
+    differences (a rare group of a dozen configurations is not condemned by noise)."""
+    found = []
+    for i, kind in enumerate(("energy", "forces")):
+        mine = np.asarray(candidate.cv_configurations.get(kind, []), dtype=float)
+        theirs = np.asarray(reference.cv_configurations.get(kind, []), dtype=float)
+        labels = np.asarray(reference.cv_configurations.get("groups", []), dtype=object)
+        if mine.size == 0 or mine.shape != theirs.shape:
+            continue
+        for group in sorted(set(labels)):
+            mask = (labels == group) & np.isfinite(mine) & np.isfinite(theirs)
+            if mask.sum() < 2:
+                continue
+            difference = mine[mask] - theirs[mask]
+            excess = difference.mean() - (GROUP_LIMIT - 1.0) * theirs[mask].mean()
+            spread = difference.std(ddof=1) / np.sqrt(mask.sum())
+            if excess > 0 and excess > GUARD_STANDARD_ERRORS * spread:
+                found.append(f"{group} {'EF'[i]}")
+    return found
 
 
 def judge(listed, prefer):
@@ -319,15 +356,12 @@ def judge(listed, prefer):
         ratios = [candidate.cv_mae[k] / reference.cv_mae[k] for k in KINDS
                   if k in candidate.cv_mae and reference.cv_mae.get(k, 0) > 0]
         candidate.score = float(np.mean(ratios)) if ratios else float("nan")
-        worse = [f"{group} {'EF'[i]}" for group, values in candidate.cv_groups.items()
-                 for i, value in enumerate(values)
-                 if reference.cv_groups.get(group, [0, 0])[i] > 0
-                 and value > GROUP_LIMIT * reference.cv_groups[group][i]]
+        worse = [] if candidate is reference else worse_groups(candidate, reference)
         costly = prefer != "accuracy" and candidate.md_cost_ratio > MAX_MD_COST_RATIO
         candidate.allowed = candidate is reference or not (worse or costly)
-        candidate.reason = ("; ".join(([f"CV worse in {', '.join(worse)}"] if worse else [])
-                                      + (["MD cost"] if costly else []))
-                            if candidate is not reference else "")
+        candidate.reason = "; ".join(([f"CV worse in {', '.join(worse)}"] if worse else [])
+                                     + (["MD cost"] if costly and candidate is not reference
+                                        else []))
     allowed = [c for c in listed if c.allowed and np.isfinite(c.score)]
     return min(allowed, key=lambda c: c.score)
 
@@ -354,8 +388,8 @@ def search(model, structures):
             break
         began = time.perf_counter()
         terms = objects[candidate.name]
-        candidate.cv_mae, candidate.cv_groups, candidate.log_evidence_per_row = cross_validate(
-            model, terms, subset, assignment)
+        (candidate.cv_mae, candidate.cv_groups, candidate.cv_configurations,
+         candidate.log_evidence_per_row) = cross_validate(model, terms, subset, assignment)
         candidate.seconds = time.perf_counter() - began
         candidate.md_cost_ratio = md_cost(terms) / reference_cost
         logger.info("recipe search: %s: CV MAE %s, MD cost %.2fx (%.1f s)", candidate.name,
