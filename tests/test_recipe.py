@@ -1,5 +1,6 @@
 """The recipe chosen from the data: deterministic, blind to data outside the training set,
-bounded in time, stored in the model file, built from the data's own length scale."""
+bounded in time, stored in the model file, built from the data's own length scale, chosen by
+cross-validation on a config_type-stratified screen with a per-group guard."""
 import warnings
 
 import numpy as np
@@ -20,7 +21,8 @@ def split():
 
 @pytest.fixture(scope="module")
 def searched(split):
-    """A searched fit (seven screening fits and a final one): slow, run with -m slow."""
+    """A searched fit (seven candidates cross-validated, 3 folds each, and a final fit): slow,
+    run with -m slow."""
     train, _ = split
     return gapfit.GAP(random_state=0, recipe="search").fit(train)
 
@@ -36,23 +38,79 @@ def test_search_is_deterministic_and_never_reads_the_test_split(split, searched)
     assert again.recipe_.chosen == searched.recipe_.chosen
     assert [c.log_evidence_per_row for c in again.recipe_.candidates] == \
         [c.log_evidence_per_row for c in searched.recipe_.candidates]
+    assert [c.cv_mae for c in again.recipe_.candidates] == \
+        [c.cv_mae for c in searched.recipe_.candidates]
     assert np.array_equal(again.alpha_, searched.alpha_)
 
 
 @pytest.mark.slow
-def test_the_choice_is_the_best_allowed_evidence(searched):
+def test_the_choice_is_the_best_allowed_cv_score(searched):
     report = searched.recipe_
-    screened = [c for c in report.candidates if np.isfinite(c.log_evidence_per_row)]
+    screened = [c for c in report.candidates if c.cv_mae]
     assert len(screened) == len(report.candidates) >= 5
-    allowed = [c for c in screened if c.md_cost_ratio <= recipe.MAX_MD_COST_RATIO]
-    assert report.chosen == max(allowed, key=lambda c: c.log_evidence_per_row).name
-    # the fitted terms are the chosen candidate's, and the hyperparameters were optimised
+    reference = report.candidates[0]
+    assert reference.score == pytest.approx(1.0)
+    allowed = [c for c in screened if c.allowed]
+    assert reference in allowed
+    assert report.chosen == min(allowed, key=lambda c: c.score).name
+    for c in screened:
+        assert (c in allowed) == (c is reference or (
+            c.md_cost_ratio <= recipe.MAX_MD_COST_RATIO and not recipe.worse_groups(c, reference)))
+        assert len(c.cv_configurations["energy"]) == report.screen_configurations
+    # the fitted terms are the chosen candidate's, and the noise was scaled by the evidence
     chosen = next(c for c in report.candidates if c.name == report.chosen)
     assert [recipe.term_settings(t)["type"] for t in searched.terms_] == \
         [t["type"] for t in chosen.terms]
     assert searched.hyperparameter_result_["log_marginal_likelihood_after"] >= \
         searched.hyperparameter_result_["log_marginal_likelihood_before"]
     assert searched.terms is None  # the setting stays: the choice lives in the fitted record
+
+
+def _typed(structures, config_type):
+    for atoms in structures:
+        atoms.info["config_type"] = config_type
+    return structures
+
+
+def test_the_screen_keeps_small_groups_whole_and_every_fold_holds_every_group():
+    bulk_set = _typed(make_cu_structures(40, seed=3), "bulk")
+    rare = _typed(make_cu_structures(4, seed=4), "surface")
+    structures = bulk_set[:20] + rare[:2] + bulk_set[20:] + rare[2:]
+    subset = recipe.screen(structures, max_atoms=20 * 32)
+    groups = [a.info["config_type"] for a in subset]
+    assert groups.count("surface") == 4          # a small group is never thinned
+    assert 2 * recipe.FOLDS <= groups.count("bulk") <= 17
+    assert all(any(a is b for b in structures) for a in subset)
+    assignment = recipe.folds(subset)
+    for fold in range(recipe.FOLDS):
+        held = {g for g, f in zip(groups, assignment) if f == fold}
+        assert held == {"bulk", "surface"}
+    assert recipe.screen(structures, max_atoms=10 ** 6) == structures
+
+
+def test_the_guard_refuses_a_candidate_clearly_worse_in_a_group():
+    groups = ["bulk"] * 6 + ["surface"] * 4
+    reference_energy = [2.0, 1.0, 3.0, 2.0, 1.0, 3.0, 5.0, 4.0, 6.0, 5.0]
+
+    def candidate(name, energy, force, energies, cost=1.0):
+        c = recipe.Candidate(name, [], md_cost_ratio=cost)
+        c.cv_mae = {"energy": energy, "forces": force, "stress": 0.1}
+        c.cv_configurations = {"energy": energies, "forces": [100.0] * 10, "groups": groups}
+        return c
+    listed = [candidate("ref", 2.0, 100.0, reference_energy),
+              # best overall, but every surface is 1.3x the reference's
+              candidate("lopsided", 1.0, 90.0, [0.5] * 6 + [6.5, 5.2, 7.8, 6.5]),
+              # surfaces 1.3x worse on average, but only through one configuration: noise
+              candidate("noisy", 1.5, 92.0, [1.0] * 6 + [5.0, 4.0, 6.0, 11.0]),
+              candidate("even", 1.8, 95.0, [1.8] * 6 + [5.1, 4.1, 6.1, 5.1]),
+              candidate("dear", 1.0, 80.0, [1.0] * 10, 2.0)]
+    assert recipe.judge(listed, "speed").name == "noisy"
+    assert not listed[1].allowed and "surface E" in listed[1].reason
+    assert listed[2].allowed and listed[3].allowed
+    assert not listed[4].allowed and "MD cost" in listed[4].reason
+    assert recipe.judge(listed, "accuracy").name == "dear"
+    # without the noisy one the best allowed is the even one, never the lopsided one
+    assert recipe.judge([c for c in listed if c.name != "noisy"], "speed").name == "even"
 
 
 def test_a_budget_too_small_still_fits_with_a_warning(split):
@@ -86,7 +144,10 @@ def test_candidates_follow_the_datas_length_scale():
     assert len(accurate) > len(recipe.candidates(2.7))
     reference = recipe.candidates(2.7)[0][1]
     larger = [gapfit.TwoBody(), gapfit.SOAP(n_max=10, l_max=8)]
-    assert recipe.md_cost(larger, 0.08) > recipe.md_cost(reference, 0.08)
+    assert recipe.md_cost(larger) > recipe.md_cost(reference)
+    assert recipe.md_cost(reference) == pytest.approx(1.0)
+    wider = [gapfit.TwoBody(), gapfit.SOAP(r_cut=6.0)]
+    assert recipe.md_cost(wider) > recipe.md_cost(reference)
 
 
 def test_an_unknown_preference_is_refused(split):

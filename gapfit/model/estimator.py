@@ -89,8 +89,9 @@ class GAP(BaseEstimator):
         signal scale.
     recipe : "fixed" (default: without terms, TwoBody() + SOAP()) or "search": without terms,
         ``fit`` chooses the recipe from the training data (``gapfit.model.recipe``: candidates
-        from the data's nearest-neighbour distance, screened by their maximised evidence on a
-        subset; sigmas and deltas then optimised on all data, the energy sigma kept);
+        from the data's nearest-neighbour distance, compared by k-fold cross-validation by
+        configuration on a subset stratified by config_type, with a per-group guard; the
+        chosen one is fitted to all data with ``optimize_hyperparameters`` as set);
         ``recipe_`` reports the candidates, their scores and MD costs.
     prefer : "speed" (default: the chosen recipe's MD cost stays within 1.5× the fixed
         recipe's) or "accuracy" (larger bases allowed). search_time : s, or None: screening
@@ -201,7 +202,7 @@ class GAP(BaseEstimator):
                                               training.combine_factors, chunks, "assembling")
         self.solve_coefficients()
         self.n_training_structures_ = int(sum(len(s.n_atoms) for s in surveys))
-        if self.optimize_hyperparameters or self._searches():
+        if self.optimize_hyperparameters:
             self._optimize_hyperparameters(chunks)
         self._learn_force_score_scale(chunks)
         if self._searches():
@@ -233,7 +234,7 @@ class GAP(BaseEstimator):
         (one closed-form factor of all sigmas and deltas), True or a factor (each separately)."""
         offsets = [type(term).__name__ for term in self.terms_ if term.kernel_offset()]
         setting = self.optimize_hyperparameters
-        if offsets and setting == "scale" and not self._searches():
+        if offsets and setting == "scale":
             logger.warning("%s has a signal_mean: the evidence is not a function of delta "
                            "scales alone, so the sigmas and deltas stay as given (posterior "
                            "stds not calibrated)", offsets[0])
@@ -243,17 +244,14 @@ class GAP(BaseEstimator):
                              "the evidence is not a function of delta scales alone; not supported")
         noise = NoiseSummary.combine(self._map(partial(noise_summary, self.target_settings()),
                                                chunks, "noise"))
-        if isinstance(setting, str) and not self._searches():
+        if isinstance(setting, str):
             if setting != "scale":
                 raise ValueError(f"optimize_hyperparameters must be False, True, 'scale' or a "
                                  f"factor > 1, not {setting!r}")
             self.hyperparameter_result_ = scale_with_noise(self, noise)
             return
-        max_factor = 10.0 if setting in (True, False, "scale") else float(setting)
-        # a searched recipe keeps the energy sigma: the evidence's choice of it sacrifices
-        # the rare groups (surfaces) to the many (mlearn Mo: surface energy 2.5 -> 8.7 meV/atom)
-        fixed = ("sigma_energy",) if self._searches() else ()
-        self.hyperparameter_result_ = optimize_with_noise(self, noise, max_factor, fixed=fixed)
+        max_factor = 10.0 if setting is True else float(setting)
+        self.hyperparameter_result_ = optimize_with_noise(self, noise, max_factor)
 
     def target_settings(self):
         """How this fitted model weighs labels: e0, the noise model, the label kinds and the

@@ -1,15 +1,24 @@
-"""The recipe chosen from the data: candidate term sets screened by their evidence on a subset.
+"""The recipe chosen from the data: candidate term sets compared by k-fold cross-validation.
 
-``GAP(recipe="search")`` (with no terms) fits whatever recipe the training data prefer. Candidates are
-built from the data's own length scale (the median nearest-neighbour distance d₁, so no table
-of per-element settings exists anywhere) and from the species present: a 2-body term over every
-species pair plus SOAP with species channels, with cutoffs at fixed multiples of d₁, two
-neighbour weightings and, where asked for, larger bases. Each candidate is fitted to every
-k-th training configuration (the screen), its sigmas and deltas set by maximising the log
-marginal likelihood, and scored by that maximised evidence per target row: the probability of
-the training labels under the candidate, which the test set never enters. The best candidate
-whose MD cost stays within ``MAX_MD_COST_RATIO`` of the reference recipe's (unless
-``prefer="accuracy"``) is then fitted to all data, hyperparameters optimised again.
+``GAP(recipe="search")`` (with no terms) fits whatever recipe the training data prefer.
+Candidates are built from the data's own length scale (the median nearest-neighbour distance
+d₁, so no table of per-element settings exists anywhere) and from the species present: a
+2-body term over every species pair plus SOAP with species channels, differing in the
+cutoff (multiples of d₁), SOAP's neighbour weighting and its number of sparse points.
+
+The screen is a subset of the training configurations stratified by ``config_type``: every
+configuration of a small group is kept (they decide the rare groups' errors, e.g. surfaces),
+the large groups are thinned evenly. Each candidate is fitted k times, each time to all but
+one fold of the screen (folds by configuration, every group spread over all folds), and
+predicts the held-out fold: its cross-validated energy, force and stress MAEs, overall and per
+config_type. The score is the mean over those kinds of the ratio of the candidate's CV MAE to
+the first (reference) candidate's; a candidate is allowed if in no group its held-out
+energy or force errors exceed the reference's on the same configurations by more than
+``GROUP_LIMIT`` with a margin beyond the noise of the paired differences, and its MD cost
+stays within ``MAX_MD_COST_RATIO`` of the reference's (unless ``prefer="accuracy"``). The allowed candidate
+with the lowest score is fitted to all data. Only the training set enters; the log marginal
+likelihood per row of the fold fits is reported beside the scores (it ranks energies unlike
+the test error on mlearn Mo, so it does not choose).
 """
 import logging
 import time
@@ -19,32 +28,55 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.base import clone
 
+from ..evaluate.errors import parity_data
 from ..structures.neighbors import build_neighbor_list
+from .quip_terms import QuipSOAP
 from .terms import SOAP, TwoBody
 
 logger = logging.getLogger(__name__)
 
 # a chosen recipe may cost this many times the reference recipe's MD time per atom
 MAX_MD_COST_RATIO = 1.5
-# atoms the screen fits at most (every k-th configuration)
+# atoms the screen holds at most (the large config_type groups are thinned to fit)
 SCREEN_ATOMS = 2500
-# sparse points of the many-body term while screening
-SCREEN_SPARSE = 400
+# a config_type group with at most this many configurations is kept whole in the screen
+SMALL_GROUP = 12
+# folds of the cross-validation (by configuration)
+FOLDS = 3
+# sparse points of the many-body term while screening, per 1,000 of the candidate's
+SCREEN_SPARSE_FRACTION = 0.4
+# a candidate whose CV energy or force MAE in any config_type group exceeds the reference's
+# by more than this factor is not chosen
+GROUP_LIMIT = 1.10
+# ... and the paired excess over that limit is this many standard errors (``worse_groups``)
+GUARD_STANDARD_ERRORS = 2.0
+# sparse points of the candidates' SOAP term: on mlearn Mo 1,500 cost 1.08-1.28x the
+# reference's MD time and 750 MB to fit, 2,500 2.2x and 1.3 GB (docs/recipe_research.md)
+SEARCH_SPARSE = 1500
 # SOAP cutoffs as multiples of the median nearest-neighbour distance, and their bounds (Å)
 CUTOFF_MULTIPLES = (1.85, 2.05, 2.25)
 CUTOFF_BOUNDS = (3.5, 7.0)
 PREFERENCES = ("speed", "accuracy")
+KINDS = ("energy", "forces", "stress")
+# display factors: meV/atom, meV/Å, GPa (from eV/atom, eV/Å, eV/Å³)
+_DISPLAY = {"energy": 1e3, "forces": 1e3, "stress": 160.21766208}
 
 
 @dataclass
 class Candidate:
     """One screened recipe: its name, term settings ({"type": class name, parameter: value}),
-    score and costs.
+    scores and costs.
 
-    log_evidence_per_row : maximised log marginal likelihood of the screen's labels divided by
-        their number of target rows (dimensionless; higher is more probable).
+    cv_mae : {"energy" meV/atom, "forces" meV/Å, "stress" GPa}, k-fold CV MAE on the screen.
+    cv_groups : {config_type: [energy meV/atom, force meV/Å]} CV MAE per group.
+    cv_configurations : {"energy", "forces": per screen configuration, its held-out |error|
+        (meV/atom) and mean |force component error| (meV/Å); "groups": its config_type}.
+    score : mean over the kinds of cv_mae / the reference's (lower is better; 1 = reference).
+    allowed : passes the per-group guard and the MD cost bound.
+    log_evidence_per_row : mean over the fold fits of the log marginal likelihood divided by
+        the number of target rows (dimensionless; a diagnostic, not the choice).
     md_cost_ratio : estimated MD time per atom relative to the reference recipe.
-    seconds : wall time of its screening fit (s).
+    seconds : wall time of its k fold fits and predictions (s).
     """
 
     name: str
@@ -53,6 +85,12 @@ class Candidate:
     md_cost_ratio: float = float("nan")
     seconds: float = float("nan")
     scales: dict = field(default_factory=dict)
+    cv_mae: dict = field(default_factory=dict)
+    cv_groups: dict = field(default_factory=dict)
+    cv_configurations: dict = field(default_factory=dict)
+    score: float = float("nan")
+    allowed: bool = False
+    reason: str = ""
 
 
 @dataclass
@@ -67,6 +105,7 @@ class RecipeReport:
     seconds: float
     final_md_us_per_atom: float = float("nan")
     warnings: list = field(default_factory=list)
+    folds: int = FOLDS
 
     def to_dict(self):
         return asdict(self)
@@ -79,13 +118,18 @@ class RecipeReport:
 
     def format_table(self):
         """The candidates as lines of text for people."""
-        lines = [f"recipe search: d1 = {self.nearest_neighbour_distance:.3f} Å, screen of "
-                 f"{self.screen_configurations} configurations, {self.seconds:.0f} s",
-                 f"{'candidate':34s} {'log evidence/row':>17s} {'MD cost':>8s} {'fit s':>6s}"]
+        lines = [f"recipe search: d1 = {self.nearest_neighbour_distance:.3f} Å, {self.folds}-fold"
+                 f" CV on a screen of {self.screen_configurations} configurations,"
+                 f" {self.seconds:.0f} s",
+                 f"{'candidate':34s} {'CV E meV/at':>11s} {'F meV/Å':>8s} {'S GPa':>6s}"
+                 f" {'score':>6s} {'logev/row':>9s} {'MD cost':>8s} {'fit s':>6s}"]
         for c in self.candidates:
             mark = " <- chosen" if c.name == self.chosen else ""
-            lines.append(f"{c.name:34s} {c.log_evidence_per_row:17.4f} {c.md_cost_ratio:7.2f}x"
-                         f" {c.seconds:6.1f}{mark}")
+            mae = [c.cv_mae.get(kind, float("nan")) for kind in KINDS]
+            note = f" ({c.reason})" if c.reason and not mark else ""
+            lines.append(f"{c.name:34s} {mae[0]:11.2f} {mae[1]:8.1f} {mae[2]:6.3f}"
+                         f" {c.score:6.3f} {c.log_evidence_per_row:9.3f}"
+                         f" {c.md_cost_ratio:7.2f}x {c.seconds:6.1f}{mark}{note}")
         if np.isfinite(self.final_md_us_per_atom):
             lines.append(f"chosen recipe: {self.final_md_us_per_atom:.0f} µs/atom per energy+forces"
                          "+stress call (this machine, this process)")
@@ -119,20 +163,25 @@ def nearest_neighbour_distance(structures, max_atoms=4000):
 
 def _soap(r_cut, weighting, n_max=8, l_max=6, zeta=4, n_sparse=1000):
     return SOAP(r_cut=round(float(r_cut), 2), n_max=n_max, l_max=l_max, weighting=weighting,
-                transition_width=1.0 if weighting == "cosine" else 1.0, zeta=zeta, delta=0.5,
-                n_sparse=n_sparse)
+                transition_width=1.0, zeta=zeta, delta=0.5, n_sparse=n_sparse)
 
 
 def candidates(d1, prefer="speed"):
     """Candidate recipes (name, [terms]) for data whose median nearest-neighbour distance is
-    d1 Å. The first is the reference recipe (gapfit's fixed default until 0.1)."""
+    d1 Å. The first is the reference recipe (gapfit's fixed default until 0.1); the others
+    have SEARCH_SPARSE sparse points and SOAP cutoffs at CUTOFF_MULTIPLES of d1: poly
+    weighting at the middle one, GAP's cosine taper at each."""
     low, high = CUTOFF_BOUNDS
-    cutoffs = sorted({round(float(np.clip(k * d1, low, high)), 2) for k in CUTOFF_MULTIPLES})
-    found = [("reference 2b+soap poly 5.0", [TwoBody(), _soap(5.0, "poly")])]
+    cutoffs = [round(float(np.clip(k * d1, low, high)), 2) for k in CUTOFF_MULTIPLES]
+    middle = cutoffs[len(cutoffs) // 2]
+    cutoffs = sorted(set(cutoffs))
+    sparse = SEARCH_SPARSE
+    found = [("reference 2b+soap poly 5.0", [TwoBody(), _soap(5.0, "poly")]),
+             (f"2b+soap poly {middle:.2f} m{sparse}",
+              [TwoBody(cutoff=middle), _soap(middle, "poly", n_sparse=sparse)])]
     for r_cut in cutoffs:
-        for weighting in ("poly", "cosine"):
-            found.append((f"2b+soap {weighting} {r_cut:.2f}",
-                          [TwoBody(cutoff=r_cut), _soap(r_cut, weighting)]))
+        found.append((f"2b+soap cosine {r_cut:.2f} m{sparse}",
+                      [TwoBody(cutoff=r_cut), _soap(r_cut, "cosine", n_sparse=sparse)]))
     if prefer == "accuracy":
         for r_cut in cutoffs:
             found.append((f"2b+soap cosine {r_cut:.2f} n10 l8",
@@ -140,39 +189,181 @@ def candidates(d1, prefer="speed"):
     return found
 
 
-def md_cost(terms, density):
-    """Arithmetic per atom of one energy+forces+stress call (arbitrary units), for comparing
-    recipes: pair expansions and their backward pass, power spectrum, kernel and its gradient.
-    density : atoms per Å³ of the data (sets the neighbour count within each cutoff)."""
-    total = 0.0
+# the reference recipe's MD time per atom in parts (sum 1): a fixed part (neighbour list,
+# 2-body term, bookkeeping), the SOAP expansion and power-spectrum gradient (∝ neighbours ×
+# n_max² × (l_max+1)²) and the kernel with its gradient (∝ features × sparse points). Measured
+# on mlearn Mo and Si (128/216-atom cells, one thread, 2026-12-02): 1,500 sparse points cost
+# 1.08x the reference, l_max 8 1.40-1.45x (docs/recipe_research.md).
+MD_COST_PARTS = {"fixed": 0.25, "expansion": 0.59, "kernel": 0.16}
+_REFERENCE_SOAP = {"r_cut": 5.0, "n_max": 8, "l_max": 6, "n_sparse": 1000}
+
+
+def md_cost(terms):
+    """MD time per atom of one energy+forces+stress call relative to the reference recipe
+    (2-body + SOAP r_cut 5 Å, n_max 8, l_max 6, 1,000 sparse points) on the same data (the
+    neighbour count grows as r_cut³), from MD_COST_PARTS.
+    QuipSOAP is costed like SOAP (its wider basis makes it about 1.3x dearer than this says)."""
+    def features(n_max, l_max):
+        return n_max * (n_max + 1) // 2 * (l_max + 1)
+
+    ref = _REFERENCE_SOAP
+    total = MD_COST_PARTS["fixed"]
     for term in terms:
-        if isinstance(term, SOAP):
-            neighbours = density * 4.0 / 3.0 * np.pi * term.r_cut ** 3
-            n_features = term.n_max * (term.n_max + 1) // 2 * (term.l_max + 1)
-            expansion = 12.0 * neighbours * term.n_max * (term.l_max + 1) ** 2
-            spectrum = 4.0 * n_features * (term.l_max + 1)
-            total += expansion + spectrum + 4.0 * n_features * term.n_sparse
-        elif isinstance(term, TwoBody):
-            total += 8.0 * density * 4.0 / 3.0 * np.pi * term.cutoff ** 3 * term.n_sparse
+        if isinstance(term, (SOAP, QuipSOAP)):
+            r_cut = term.r_cut if isinstance(term, SOAP) else term.cutoff
+            neighbours = (r_cut / ref["r_cut"]) ** 3
+            total += (MD_COST_PARTS["expansion"] * neighbours * (term.n_max / ref["n_max"]) ** 2
+                      * ((term.l_max + 1) / (ref["l_max"] + 1)) ** 2)
+            total += (MD_COST_PARTS["kernel"] * features(term.n_max, term.l_max)
+                      / features(ref["n_max"], ref["l_max"]) * term.n_sparse / ref["n_sparse"])
     return total
 
 
-def screen(structures, random_state):
-    """Every k-th configuration so that the screen holds at most SCREEN_ATOMS atoms."""
-    total = sum(len(a) for a in structures)
-    step = max(1, int(np.ceil(total / SCREEN_ATOMS)))
-    return structures[::step]
+def _group_of(atoms):
+    return str(atoms.info.get("config_type", "default"))
 
 
-def _screened(model, terms, subset):
-    """A screening fit of ``terms`` (fewer sparse points), hyperparameters optimised."""
-    small = [clone(term).set_params(n_sparse=min(term.n_sparse, SCREEN_SPARSE))
-             if isinstance(term, SOAP) else clone(term) for term in terms]
-    trial = clone(model).set_params(terms=small, optimize_hyperparameters=True, verbose=False,
-                                    search_time=None, recipe="fixed")
-    trial.fit(subset)
-    result = trial.hyperparameter_result_
-    return result["log_marginal_likelihood_after"] / result["n_rows"], dict(trial.noise_.scales)
+def screen(structures, random_state=None, max_atoms=SCREEN_ATOMS):
+    """The screening subset, stratified by config_type: groups of at most SMALL_GROUP
+    configurations whole, the others thinned evenly (same fraction of atoms each, at least
+    2 FOLDS configurations) so that the subset holds about ``max_atoms`` atoms. Deterministic:
+    configurations are taken at evenly spaced positions of each group (``random_state`` is
+    not needed)."""
+    groups = {}
+    for index, atoms in enumerate(structures):
+        groups.setdefault(_group_of(atoms), []).append(index)
+    atoms_of = {g: sum(len(structures[i]) for i in idx) for g, idx in groups.items()}
+    small = [g for g, idx in groups.items() if len(idx) <= SMALL_GROUP]
+    large = [g for g in groups if g not in small]
+    room = max_atoms - sum(atoms_of[g] for g in small)
+    large_atoms = sum(atoms_of[g] for g in large)
+    fraction = 1.0 if large_atoms <= max(room, 0) else max(room, 0) / large_atoms
+    chosen = [i for g in small for i in groups[g]]
+    for g in large:
+        indices = groups[g]
+        count = min(len(indices), max(2 * FOLDS, int(round(fraction * len(indices)))))
+        positions = np.unique(np.round(np.linspace(0, len(indices) - 1, count)).astype(int))
+        chosen += [indices[p] for p in positions]
+    return [structures[i] for i in sorted(chosen)]
+
+
+def folds(subset, k=FOLDS):
+    """Fold number (0..k-1) of each configuration of ``subset``: within every config_type
+    group in turn, so that each fold holds its share of every group."""
+    counters, assignment = {}, []
+    for atoms in subset:
+        group = _group_of(atoms)
+        assignment.append(counters.get(group, 0) % k)
+        counters[group] = counters.get(group, 0) + 1
+    return np.array(assignment)
+
+
+def _screen_terms(terms):
+    """The candidate's terms with SCREEN_SPARSE_FRACTION of its many-body sparse points."""
+    small = []
+    for term in terms:
+        term = clone(term)
+        if isinstance(term, (SOAP, QuipSOAP)):
+            term.set_params(n_sparse=max(50, int(round(SCREEN_SPARSE_FRACTION * term.n_sparse))))
+        small.append(term)
+    return small
+
+
+def _target_rows(structures, model):
+    rows = 0
+    for atoms in structures:
+        rows += 1 + (3 * len(atoms) if model.fit_forces else 0)
+        if model.fit_virial and atoms.pbc.all() and "stress" in getattr(atoms.calc, "results", {}):
+            rows += 6
+    return rows
+
+
+def cross_validate(model, terms, subset, assignment):
+    """(cv_mae, cv_groups, per-configuration errors, log evidence per row) of ``terms`` fitted
+    with ``model``'s settings: k fits, each to all folds but one, predicting the held-out one.
+    MAEs in display units; the per-configuration errors ({"energy": |error| meV/atom, "forces":
+    mean |component error| meV/Å, "groups": config_type}) are in ``subset`` order."""
+    errors = {kind: [] for kind in KINDS}
+    groups = {kind: [] for kind in KINDS}
+    per_config = {"energy": [np.nan] * len(subset), "forces": [np.nan] * len(subset),
+                  "groups": [_group_of(a) for a in subset]}
+    evidence = []
+    for fold in range(assignment.max() + 1):
+        fitted = [a for a, f in zip(subset, assignment) if f != fold]
+        held = [i for i, f in enumerate(assignment) if f == fold]
+        if not held or not fitted:
+            continue
+        trial = clone(model).set_params(terms=_screen_terms(terms), optimize_hyperparameters="scale",
+                                        verbose=False, search_time=None, recipe="fixed")
+        trial.fit(fitted)
+        evidence.append(trial.hyperparameter_result_["log_marginal_likelihood_after"]
+                        / _target_rows(fitted, trial))
+        for index in held:
+            parity = parity_data(trial, [subset[index]])
+            for kind in KINDS:
+                series = parity.series(kind)
+                errors[kind].append(np.abs(series.errors))
+                groups[kind].append(series.config_types)
+                if kind in ("energy", "forces") and series.errors.size:
+                    per_config[kind][index] = float(_DISPLAY[kind] * np.abs(series.errors).mean())
+    cv_mae, cv_groups = {}, {}
+    for kind in KINDS:
+        values = np.concatenate(errors[kind]) if errors[kind] else np.zeros(0)
+        if values.size:
+            cv_mae[kind] = float(_DISPLAY[kind] * values.mean())
+    for kind in ("energy", "forces"):
+        if not errors[kind]:
+            continue
+        values, labels = np.concatenate(errors[kind]), np.concatenate(groups[kind])
+        for group in sorted(set(labels)):
+            cv_groups.setdefault(group, [float("nan"), float("nan")])
+            cv_groups[group][0 if kind == "energy" else 1] = float(
+                _DISPLAY[kind] * values[labels == group].mean())
+    return cv_mae, cv_groups, per_config, float(np.mean(evidence)) if evidence else float("nan")
+
+
+def worse_groups(candidate, reference):
+    """"group E" / "group F" where the candidate's held-out configurations are worse than the
+    reference's on the same configurations by more than (GROUP_LIMIT - 1) of the reference's
+    mean error AND by more than GUARD_STANDARD_ERRORS standard errors of the paired
+    differences (a rare group of a dozen configurations is not condemned by noise)."""
+    found = []
+    for i, kind in enumerate(("energy", "forces")):
+        mine = np.asarray(candidate.cv_configurations.get(kind, []), dtype=float)
+        theirs = np.asarray(reference.cv_configurations.get(kind, []), dtype=float)
+        labels = np.asarray(reference.cv_configurations.get("groups", []), dtype=object)
+        if mine.size == 0 or mine.shape != theirs.shape:
+            continue
+        for group in sorted(set(labels)):
+            mask = (labels == group) & np.isfinite(mine) & np.isfinite(theirs)
+            if mask.sum() < 2:
+                continue
+            difference = mine[mask] - theirs[mask]
+            excess = difference.mean() - (GROUP_LIMIT - 1.0) * theirs[mask].mean()
+            spread = difference.std(ddof=1) / np.sqrt(mask.sum())
+            if excess > 0 and excess > GUARD_STANDARD_ERRORS * spread:
+                found.append(f"{group} {'EF'[i]}")
+    return found
+
+
+def judge(listed, prefer):
+    """Score every cross-validated candidate against the first and apply the guards; return
+    the chosen one (the reference if no other is allowed)."""
+    reference = listed[0]
+    for candidate in listed:
+        if not candidate.cv_mae:
+            continue
+        ratios = [candidate.cv_mae[k] / reference.cv_mae[k] for k in KINDS
+                  if k in candidate.cv_mae and reference.cv_mae.get(k, 0) > 0]
+        candidate.score = float(np.mean(ratios)) if ratios else float("nan")
+        worse = [] if candidate is reference else worse_groups(candidate, reference)
+        costly = prefer != "accuracy" and candidate.md_cost_ratio > MAX_MD_COST_RATIO
+        candidate.allowed = candidate is reference or not (worse or costly)
+        candidate.reason = "; ".join(([f"CV worse in {', '.join(worse)}"] if worse else [])
+                                     + (["MD cost"] if costly and candidate is not reference
+                                        else []))
+    allowed = [c for c in listed if c.allowed and np.isfinite(c.score)]
+    return min(allowed, key=lambda c: c.score)
 
 
 def search(model, structures):
@@ -182,14 +373,12 @@ def search(model, structures):
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
     d1 = nearest_neighbour_distance(structures)
-    volumes = [a.get_volume() for a in structures if a.pbc.all()]
-    density = (sum(len(a) for a in structures if a.pbc.all()) / sum(volumes) if volumes
-               else 1.0 / (d1 ** 3))
     subset = screen(structures, model.random_state)
+    assignment = folds(subset)
     proposed = candidates(d1, prefer)
     objects = dict(proposed)
     listed = [Candidate(name, [term_settings(term) for term in terms]) for name, terms in proposed]
-    reference_cost = md_cost(proposed[0][1], density)
+    reference_cost = md_cost(proposed[0][1])
     notes = []
     budget = model.search_time
     for index, candidate in enumerate(listed):
@@ -199,16 +388,13 @@ def search(model, structures):
             break
         began = time.perf_counter()
         terms = objects[candidate.name]
-        candidate.log_evidence_per_row, candidate.scales = _screened(model, terms, subset)
+        (candidate.cv_mae, candidate.cv_groups, candidate.cv_configurations,
+         candidate.log_evidence_per_row) = cross_validate(model, terms, subset, assignment)
         candidate.seconds = time.perf_counter() - began
-        candidate.md_cost_ratio = md_cost(terms, density) / reference_cost
-        logger.info("recipe search: %s: log evidence per row %.4f, MD cost %.2fx (%.1f s)",
-                    candidate.name, candidate.log_evidence_per_row, candidate.md_cost_ratio,
-                    candidate.seconds)
-    screened = [c for c in listed if np.isfinite(c.log_evidence_per_row)]
-    allowed = [c for c in screened
-               if prefer == "accuracy" or c.md_cost_ratio <= MAX_MD_COST_RATIO]
-    best = max(allowed, key=lambda c: c.log_evidence_per_row)
+        candidate.md_cost_ratio = md_cost(terms) / reference_cost
+        logger.info("recipe search: %s: CV MAE %s, MD cost %.2fx (%.1f s)", candidate.name,
+                    candidate.cv_mae, candidate.md_cost_ratio, candidate.seconds)
+    best = judge(listed, prefer)
     for note in notes:
         warnings.warn(f"recipe search: {note}", stacklevel=3)
     report = RecipeReport(listed, best.name, d1, len(subset), 0.0, warnings=notes)
