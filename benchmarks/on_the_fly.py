@@ -103,10 +103,11 @@ def system_setup(name, sites, top_K):
             (0, None, None, 1), {"twobody_cutoff": 5.0, "soap_cutoff": 4.7})
 
 
-def recipe(seed, n_sparse, twobody_cutoff, soap_cutoff):
+def recipe(seed, n_sparse, twobody_cutoff, soap_cutoff, n_max=4, l_max=3):
     import gapfit
     return gapfit.GAP(terms=[gapfit.TwoBody(cutoff=twobody_cutoff, n_sparse=20),
-                             gapfit.SOAP(r_cut=soap_cutoff, n_max=4, l_max=3, n_sparse=n_sparse)],
+                             gapfit.SOAP(r_cut=soap_cutoff, n_max=n_max, l_max=l_max,
+                                         n_sparse=n_sparse)],
                       energy_sigma=0.002, force_sigma=0.05, random_state=seed)
 
 
@@ -186,7 +187,8 @@ def runaway(path, stages):
 
 # ----------------------------------------------------------------------------- arms
 def model_driven(start_model, start_labelled, structures, stages, oracle, directory, seed,
-                 threshold, check_every, fixed=False):
+                 threshold, check_every, fixed=False, uncertainty="local", min_call_interval=1,
+                 refit_growth=2.0, label_new_structures=False):
     """An OnTheFlyRun from the start model: on the fly (threshold in sigmas) or, ``fixed``,
     every ``check_every``-th step labelled (a fixed interval; the threshold decides refits)."""
     import copy
@@ -194,6 +196,8 @@ def model_driven(start_model, start_labelled, structures, stages, oracle, direct
     run = OnTheFlyRun(oracle, structures, stages, directory, model=copy.deepcopy(start_model),
                       training=[start_labelled], label_start=False, threshold=threshold,
                       check_every=check_every, label_every=check_every if fixed else None,
+                      uncertainty=uncertainty, min_call_interval=min_call_interval,
+                      refit_growth=refit_growth, label_new_structures=label_new_structures,
                       checkpoint_every=max(check_every, TRAJECTORY_EVERY),
                       trajectory_every=TRAJECTORY_EVERY, random_state=seed,
                       max_temperature_factor=RUNAWAY_FACTOR, min_distance_A=0.5)
@@ -219,6 +223,22 @@ def ab_initio(start_labelled, structures, stages, oracle, seed, counts, recipe_k
     return steps, fits
 
 
+def matching_interval(stages, calls, new_structures):
+    """The labelling interval k at which the fixed-interval arm makes about ``calls`` oracle
+    calls: every k-th step of each stage, plus the new start structures it labels (the
+    closest count; of two as close, the one with more calls)."""
+    new = sum(1 for index, stage in enumerate(stages)
+              if new_structures and index > 0 and stage.structure not in (None, 0))
+    counts = {k: sum(stage.steps // k for stage in stages) + new
+              for k in range(1, max(stage.steps for stage in stages) + 1)}
+    return min(counts, key=lambda k: (abs(counts[k] - calls), -counts[k]))
+
+
+def learning_settings(args):
+    return {"uncertainty": args.uncertainty, "refit_growth": args.refit_growth,
+            "label_new_structures": not args.no_new_structure_labels}
+
+
 def run_seed(seed, args, setup, stages):
     from gapfit.active import label
     oracle, structures_of, _, _, recipe_kw = setup
@@ -231,14 +251,15 @@ def run_seed(seed, args, setup, stages):
     test, _ = oracle_md(structures, stages, oracle, 1000 + seed, TEST_EVERY)
     start_model = recipe(seed, args.n_sparse, **recipe_kw).fit([start_labelled])
     row = {"seed": seed, "test": len(test)}
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.keep) / f"seed{seed}" if args.keep else Path(scratch)
         otf = model_driven(start_model, start_labelled, structures, stages, oracle,
-                           Path(folder) / "otf", seed, args.threshold, args.check_every)
-        total_steps = sum(stage.steps for stage in stages)
-        # the start label is one oracle call of every arm
-        interval = max(1, int(round(total_steps / max(otf["calls"], 1))))
+                           Path(folder) / "otf", seed, args.threshold, args.check_every,
+                           min_call_interval=args.min_call_interval, **learning_settings(args))
+        interval = matching_interval(stages, otf["calls"], not args.no_new_structure_labels)
         fixed = model_driven(start_model, start_labelled, structures, stages, oracle,
-                             Path(folder) / "fixed", seed, args.threshold, interval, fixed=True)
+                             Path(folder) / "fixed", seed, args.threshold, interval, fixed=True,
+                             **learning_settings(args))
     steps, fits = ab_initio(start_labelled, structures, stages, oracle, seed, args.counts,
                             recipe_kw, args.n_sparse)
     row["otf"] = {**otf, "calls": otf["calls"] + 1, "errors": stage_errors(otf["model"], test,
@@ -310,11 +331,27 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threshold", type=float, default=3.0,
                         help="on the fly: multiples of the fitted force sigma (default 3)")
-    parser.add_argument("--check-every", type=int, default=5,
-                        help="on the fly: MD steps between uncertainty checks (default 5)")
+    parser.add_argument("--check-every", type=int, default=1,
+                        help="on the fly: MD steps between uncertainty checks (default 1)")
+    parser.add_argument("--uncertainty", choices=["local", "full"], default="local",
+                        help="on the fly: the cheap local force score of GAPCalculator("
+                             "uncertainty='local') (default) or the full posterior force std")
+    parser.add_argument("--min-call-interval", type=int, default=1,
+                        help="on the fly: MD steps after an oracle call without a check (default 1)")
+    parser.add_argument("--refit-growth", type=float, default=2.0,
+                        help="both model-driven arms: refit when the data grew this many times "
+                             "since the last fit (default 2)")
+    parser.add_argument("--no-new-structure-labels", action="store_true",
+                        help="both model-driven arms: do not label a stage's new start structure "
+                             "(the slab) at its step 0")
+    parser.add_argument("--keep", default=None,
+                        help="keep the model-driven run folders (otf.log, trajectory.xyz, ...) "
+                             "under this folder, one per seed")
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 20, 40],
                         help="ab initio MD: frames fitted (default 10 20 40)")
     parser.add_argument("--n-sparse", type=int, default=100, help="SOAP sparse points (default 100)")
+    parser.add_argument("--n-max", type=int, default=4, help="SOAP n_max (default 4)")
+    parser.add_argument("--l-max", type=int, default=3, help="SOAP l_max (default 3)")
     args = parser.parse_args(argv)
     if args.system == "mo":
         missing = [p for p in ("Mo_qsnap/SNAPotential.snapcoeff", "Mo_qsnap/SNAPotential.snapparam")
@@ -329,14 +366,18 @@ def main(argv=None):
             return 0
     from threadpoolctl import threadpool_limits
     setup = system_setup(args.system, args.cell, args.top)
+    setup[4].update(n_max=args.n_max, l_max=args.l_max)
     stages = make_stages(setup[2], setup[3], args.steps, args.timestep)
     sample = setup[1](np.random.default_rng(0))
     print(f"on the fly vs ab initio MD vs fixed interval: {args.system} oracle, "
           f"{len(sample[0])}-atom cell and {len(sample[1])}-atom slab; stages "
           + ", ".join(f"{s.temperature_K:.0f} K" for s in stages)
           + f" ({args.steps} steps of {args.timestep:g} fs each); threshold {args.threshold:g} "
-          f"sigma_F, check every {args.check_every} steps; recipe TwoBody(n_sparse=20) + SOAP("
-          f"n_max=4, l_max=3, n_sparse={args.n_sparse}), force_sigma 50 meV/Å", flush=True)
+          f"sigma_F ({args.uncertainty} uncertainty), check every {args.check_every} steps, "
+          f"at least {args.min_call_interval} between calls, refit growth {args.refit_growth:g}, "
+          f"new structures {'not ' if args.no_new_structure_labels else ''}labelled; recipe "
+          f"TwoBody(n_sparse=20) + SOAP(n_max={args.n_max}, l_max={args.l_max}, "
+          f"n_sparse={args.n_sparse}), force_sigma 50 meV/Å", flush=True)
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):
         for seed in args.seeds:
