@@ -619,8 +619,12 @@ class OnTheFlyRun:
                 elif fresh and self.label_every is None and not self._holds(atoms):
                     # a structure the MD has not seen yet: check it before the first step
                     reason = self._check(dynamics, atoms, stage_index, 0, labelling=False)
+                reason = None if reason == "learned" else reason  # the stage's MD goes on
             while step < stage.steps and reason is None:
+                # up to the next check, trajectory frame or the stage's end
                 chunk = min(self.check_every - step % self.check_every, stage.steps - step)
+                if self.trajectory_every:
+                    chunk = min(chunk, self.trajectory_every - step % self.trajectory_every)
                 dynamics.run(chunk)
                 step += chunk
                 self._trajectory(atoms, stage_index, step)
