@@ -231,7 +231,7 @@ def matching_interval(stages, calls, new_structures):
               if new_structures and index > 0 and stage.structure not in (None, 0))
     counts = {k: sum(stage.steps // k for stage in stages) + new
               for k in range(1, max(stage.steps for stage in stages) + 1)}
-    return min(counts, key=lambda k: (abs(counts[k] - calls), -counts[k]))
+    return min(counts, key=lambda k: (abs(counts[k] - calls), -counts[k], -k))
 
 
 def learning_settings(args):
@@ -317,42 +317,53 @@ def print_summary(rows):
           f"{'ok' if not unphysical else 'MISSED'}")
 
 
-def main(argv=None):
-    import warnings
-    warnings.filterwarnings("ignore", message=".*distinct environments.*")
+def read_labelled(folder):
+    """The oracle-labelled frames of a model-driven arm's run folder."""
+    import gapfit
+    path = Path(folder) / "labelled.xyz"
+    return gapfit.io.read(path) if path.exists() and path.stat().st_size else []
+
+
+def parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", choices=["emt", "mo"], default="emt")
     parser.add_argument("--cell", type=int, choices=[54, 128], default=54,
                         help="Mo: sites of the bcc cell before the vacancy (default 54)")
     parser.add_argument("--top", type=float, default=2500.0,
                         help="Mo: temperature of the third stage, K (default 2500)")
-    parser.add_argument("--steps", type=int, default=150, help="MD steps per stage (default 150)")
+    parser.add_argument("--steps", type=int, default=500, help="MD steps per stage (default 500)")
     parser.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threshold", type=float, default=3.0,
-                        help="on the fly: multiples of the fitted force sigma (default 3)")
+    parser.add_argument("--threshold", type=float, default=2.5,
+                        help="on the fly: multiples of the fitted force sigma (default 2.5)")
     parser.add_argument("--check-every", type=int, default=1,
                         help="on the fly: MD steps between uncertainty checks (default 1)")
-    parser.add_argument("--uncertainty", choices=["local", "full"], default="local",
-                        help="on the fly: the cheap local force score of GAPCalculator("
-                             "uncertainty='local') (default) or the full posterior force std")
-    parser.add_argument("--min-call-interval", type=int, default=1,
-                        help="on the fly: MD steps after an oracle call without a check (default 1)")
-    parser.add_argument("--refit-growth", type=float, default=2.0,
+    parser.add_argument("--uncertainty", choices=["local", "full"], default="full",
+                        help="on the fly: the full posterior force std (default) or the cheap "
+                             "local force score of GAPCalculator(uncertainty='local')")
+    parser.add_argument("--min-call-interval", type=int, default=10,
+                        help="on the fly: MD steps after an oracle call without a check (default 10)")
+    parser.add_argument("--refit-growth", type=float, default=1.5,
                         help="both model-driven arms: refit when the data grew this many times "
-                             "since the last fit (default 2)")
+                             "since the last fit (default 1.5)")
     parser.add_argument("--no-new-structure-labels", action="store_true",
                         help="both model-driven arms: do not label a stage's new start structure "
                              "(the slab) at its step 0")
     parser.add_argument("--keep", default=None,
                         help="keep the model-driven run folders (otf.log, trajectory.xyz, ...) "
                              "under this folder, one per seed")
-    parser.add_argument("--counts", type=int, nargs="+", default=[10, 20, 40],
-                        help="ab initio MD: frames fitted (default 10 20 40)")
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 25, 50, 100, 200],
+                        help="ab initio MD: frames fitted (default 10 25 50 100 200)")
     parser.add_argument("--n-sparse", type=int, default=100, help="SOAP sparse points (default 100)")
     parser.add_argument("--n-max", type=int, default=4, help="SOAP n_max (default 4)")
     parser.add_argument("--l-max", type=int, default=3, help="SOAP l_max (default 3)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    import warnings
+    warnings.filterwarnings("ignore", message=".*distinct environments.*")
+    args = parser().parse_args(argv)
     if args.system == "mo":
         missing = [p for p in ("Mo_qsnap/SNAPotential.snapcoeff", "Mo_qsnap/SNAPotential.snapparam")
                    if not (ORACLES / p).is_file()]
