@@ -252,7 +252,9 @@ class OnTheFlyRun:
     label_new_structures : label a stage's start structure (``Stage.structure``) at its
         step 0 whatever its uncertainty, unless the training data or the labelled frames hold
         it already, and refit after that label (sparse points for the new environments).
-        It applies to the ``label_every`` baseline too.
+        It applies to the ``label_every`` baseline too. Without it, a stage beginning from a
+        start structure checks its uncertainty before the first step, unless the training data
+        or the labelled frames hold that structure already (a label there would repeat one).
     random_state : int seed of the velocities and the Langevin noise (re-seeded at every
         checkpoint, so a restart goes on as the uninterrupted run would).
     """
