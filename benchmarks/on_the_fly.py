@@ -110,6 +110,11 @@ On Mo the full std stays near 2.5 sigma_F while the errors are 150-250 meV/Å (s
 on the one start structure, 69 meV/Å): the threshold is met 2-3 times per run, so on the fly
 hardly learns; the fixed interval spends its least, one label per stage and the slab's (6). The
 slab is the weak stage of every arm (ab initio MD's own slab error is 2.7x its bulk error).
+With ``--threshold 2`` (tried once, seeds 0-2): 4/4/5 calls, median 228 meV/Å, largest frame
+496 against 515: the std hardly ever exceeds 2 sigma_F either. The likely cause is the
+evidence scale of sigmas and deltas fitted on the one start structure, which every refit keeps
+(``GAP.refit``): re-optimising it when the data have grown (at the growth refits) is the next
+thing to try, on EMT too.
 """
 import argparse
 import tempfile
