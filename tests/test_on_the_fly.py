@@ -259,6 +259,51 @@ def test_a_fixed_interval_labels_every_kth_step_and_a_loaded_model_goes_on(tmp_p
     assert all("model_forces" in frame.arrays for frame in trajectory if frame.info["otf_step"])
 
 
+def test_calls_keep_the_minimum_interval_and_a_new_structure_is_labelled_and_refitted(tmp_path):
+    from ase.calculators.emt import EMT
+    start = make_cu_structures(2, seed=15, repeat=(2, 2, 1), rattle=0.05)
+    start[1].rattle(0.05, seed=2)  # a second start structure, apart from the first
+    model = pair_model().fit(start[:1])
+    stages = [on_the_fly.Stage(steps=12, temperature_K=900.0, timestep_fs=2.0, structure=0),
+              on_the_fly.Stage(steps=4, temperature_K=300.0, timestep_fs=2.0, structure=1)]
+
+    def run(folder, threshold, **settings):
+        return on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / folder, model=model,
+                                      training=start[:1], threshold=threshold, refit_growth=None,
+                                      random_state=6, **settings).run()
+
+    # a tiny threshold calls at every step of the first stage (its step 0 is the training start)
+    every = run("every", 1e-6)
+    assert [a.info["otf_step"] for a in every.labelled if a.info["otf_stage"] == 0] == list(
+        range(1, 13))
+    # a label at a stage's step 0 does not end the stage: its MD goes on and keeps checking
+    assert [a.info["otf_step"] for a in every.labelled if a.info["otf_stage"] == 1] == list(
+        range(0, 5))
+    spaced = run("spaced", 1e-6, min_call_interval=5)
+    assert [a.info["otf_step"] for a in spaced.labelled if a.info["otf_stage"] == 0] == [1, 6, 11]
+    # the stage on the new structure calls at its step 0 (the structure is fresh), then rests
+    assert [a.info["otf_step"] for a in spaced.labelled if a.info["otf_stage"] == 1] == [0]
+    # a huge threshold never calls, but the new start structure is labelled and refitted
+    quiet = run("quiet", 1e6)
+    assert quiet.labelled == [] and quiet.refits == 0
+    new = run("new", 1e6, label_new_structures=True)
+    assert [(a.info["otf_stage"], a.info["otf_step"], a.info["config_type"])
+            for a in new.labelled] == [(1, 0, "new_structure")]
+    assert np.allclose(new.labelled[0].positions, start[1].positions)
+    assert new.refits == 1 and new.model.n_training_structures_ == 2
+    assert "(new structure)" in (tmp_path / "new" / "otf.log").read_text()
+    with pytest.raises(ValueError, match="min_call_interval"):
+        run("bad", 1.0, min_call_interval=0)
+    # a fixed interval longer than the trajectory's still writes every trajectory_every-th frame,
+    # each with the driving model's forces
+    fixed = run("fixed", 1e6, check_every=6, label_every=6, trajectory_every=4)
+    assert [(a.info["otf_stage"], a.info["otf_step"]) for a in fixed.labelled] == [(0, 6), (0, 12)]
+    frames = gapfit.io.read(tmp_path / "fixed" / "trajectory.xyz")
+    assert [(f.info["otf_stage"], f.info["otf_step"]) for f in frames] == [
+        (0, 0), (0, 4), (0, 8), (0, 12), (1, 0), (1, 4)]
+    assert all("model_forces" in f.arrays for f in frames if f.info["otf_step"])
+
+
 def test_the_python_on_the_fly_continues_a_loaded_model(tmp_path):
     from ase.calculators.emt import EMT
     from gapfit.active import OnTheFly

@@ -245,6 +245,16 @@ class OnTheFlyRun:
     label_every : a fixed labelling interval instead (a baseline): every ``label_every``-th
         step is labelled whatever its uncertainty (then a multiple of ``check_every``); the
         threshold still decides refits.
+    min_call_interval : MD steps after an oracle call during which the threshold is not
+        checked (in the same stage; default 1: every check may call). Consecutive MD frames
+        are near copies: when one label cannot bring the uncertainty below the threshold (the
+        sparse set's floor), the next steps would each call the oracle for almost nothing.
+    label_new_structures : label a stage's start structure (``Stage.structure``) at its
+        step 0 whatever its uncertainty, unless the training data or the labelled frames hold
+        it already, and refit after that label (sparse points for the new environments).
+        It applies to the ``label_every`` baseline too. Without it, a stage beginning from a
+        start structure checks its uncertainty before the first step, unless the training data
+        or the labelled frames hold that structure already (a label there would repeat one).
     random_state : int seed of the velocities and the Langevin noise (re-seeded at every
         checkpoint, so a restart goes on as the uninterrupted run would).
     """
@@ -253,7 +263,8 @@ class OnTheFlyRun:
                  label_start=None, threshold=3.0, threshold_unit="sigma", score="forces",
                  uncertainty="full", check_every=1, max_oracle_calls=None, refit="auto",
                  checkpoint_every=10, trajectory_every=10, max_temperature_factor=3.0,
-                 min_distance_A=1.0, label_every=None, refit_growth=2.0, random_state=0):
+                 min_distance_A=1.0, label_every=None, refit_growth=2.0, random_state=0,
+                 min_call_interval=1, label_new_structures=False):
         if model is None and recipe is None:
             raise ValueError("give a model to continue or a recipe to fit to the start structures")
         if threshold_unit not in THRESHOLD_UNITS:
@@ -310,6 +321,10 @@ class OnTheFlyRun:
             raise ValueError(f"label_every ({label_every}) must be a multiple of check_every "
                              f"({self.check_every})")
         self.random_state = int(random_state)
+        if int(min_call_interval) < 1:
+            raise ValueError(f"min_call_interval must be at least 1 step, not {min_call_interval!r}")
+        self.min_call_interval = int(min_call_interval)
+        self.label_new_structures = bool(label_new_structures)
         self.labelled = []
         self.refits = 0
         self.sparse_full = False
@@ -322,13 +337,19 @@ class OnTheFlyRun:
 
     def settings_record(self):
         """The settings a restart must share (JSON-able)."""
-        return {"stages": [dataclasses.asdict(stage) for stage in self.stages],
+        record = {"stages": [dataclasses.asdict(stage) for stage in self.stages],
                 "threshold": self.threshold, "threshold_unit": self.threshold_unit,
                 "score": self.score, "uncertainty": self.uncertainty,
                 "check_every": self.check_every, "label_start": self.label_start,
                 "refit": self.refit_policy, "random_state": self.random_state,
                 "label_every": self.label_every, "refit_growth": self.refit_growth,
                 "n_start": len(self.start)}
+        # recorded only when set, so that runs written before these settings existed resume
+        if self.min_call_interval != 1:
+            record["min_call_interval"] = self.min_call_interval
+        if self.label_new_structures:
+            record["label_new_structures"] = True
+        return record
 
     def _log_line(self, text):
         log.info("%s", text)
@@ -477,7 +498,9 @@ class OnTheFlyRun:
             if self._can_refit():
                 size = len(self._training_set(index + 1))
                 after = self._frame_uncertainty(frame)
-                if after > self.threshold_eV_A() and not self.sparse_full:
+                if frame.info.get("config_type") == "new_structure":
+                    why = "a new start structure"
+                elif after > self.threshold_eV_A() and not self.sparse_full:
                     why = (f"uncertainty after the update {1e3 * after:.1f} meV/Å still above the "
                            "threshold")
                 elif self.refit_growth and size >= self.refit_growth * max(self.fit_size, 1):
@@ -500,16 +523,18 @@ class OnTheFlyRun:
                         f"{time.perf_counter() - began:.1f} s")
             self._save_model()
 
-    def _learn(self, atoms, stage, step, uncertainty, threshold):
+    def _learn(self, atoms, stage, step, uncertainty, threshold, kind="on_the_fly"):
         prediction = self.model.predict_structure(atoms)
         labelled = self._label(atoms, {"otf_stage": stage, "otf_step": step,
                                        "otf_uncertainty": uncertainty, "otf_threshold": threshold,
-                                       "config_type": "on_the_fly"})
+                                       "config_type": kind})
         errors = np.abs(prediction.forces - labelled.get_forces())
         n_atoms = len(atoms)
         self._log_line(
             f"call {len(self.labelled)}: stage {stage} ({self.stages[stage].describe()}) step {step}"
-            f": uncertainty {1e3 * uncertainty:.1f} > {1e3 * threshold:.1f} meV/Å; model error "
+            f"{'' if kind == 'on_the_fly' else ' (' + kind.replace('_', ' ') + ')'}: uncertainty "
+            f"{1e3 * uncertainty:.1f} {'>' if uncertainty > threshold else '<='} "
+            f"{1e3 * threshold:.1f} meV/Å; model error "
             f"before: force MAE {1e3 * errors.mean():.1f}, max {1e3 * errors.max():.1f} meV/Å, "
             f"energy {1e3 * (prediction.energy - labelled.get_potential_energy()) / n_atoms:+.1f} "
             "meV/atom")
@@ -590,11 +615,18 @@ class OnTheFlyRun:
             if step == 0:
                 self._trajectory(atoms, stage_index, 0)
                 fresh = (stage.structure is not None and stage_index > 0) or atoms_before is None
-                if fresh and self.label_every is None:
+                if fresh and self.label_new_structures and not self._holds(atoms):
+                    reason = self._check(dynamics, atoms, stage_index, 0, labelling=True,
+                                         kind="new_structure")
+                elif fresh and self.label_every is None and not self._holds(atoms):
                     # a structure the MD has not seen yet: check it before the first step
                     reason = self._check(dynamics, atoms, stage_index, 0, labelling=False)
+                reason = None if reason == "learned" else reason  # the stage's MD goes on
             while step < stage.steps and reason is None:
+                # up to the next check, trajectory frame or the stage's end
                 chunk = min(self.check_every - step % self.check_every, stage.steps - step)
+                if self.trajectory_every:
+                    chunk = min(chunk, self.trajectory_every - step % self.trajectory_every)
                 dynamics.run(chunk)
                 step += chunk
                 self._trajectory(atoms, stage_index, step)
@@ -623,16 +655,33 @@ class OnTheFlyRun:
         from ..md.calculator import GAPCalculator
         return GAPCalculator(self.model, uncertainty="local" if self.uncertainty == "local" else False)
 
-    def _check(self, dynamics, atoms, stage, step, labelling=False):
+    def _holds(self, atoms):
+        """Whether the training data or the labelled frames hold ``atoms``' positions."""
+        return any(len(frame) == len(atoms) and np.array_equal(frame.numbers, atoms.numbers)
+                   and np.allclose(frame.positions, atoms.positions, atol=1e-8)
+                   for frame in (self.training or []) + self.labelled)
+
+    def _resting(self, stage, step):
+        """Whether an oracle call less than ``min_call_interval`` steps ago (this stage)
+        keeps the threshold unchecked at ``step``."""
+        if self.min_call_interval <= 1 or not self.labelled:
+            return False
+        last = self.labelled[-1].info
+        return (int(last.get("otf_stage", -1)) == stage
+                and step - int(last.get("otf_step", 0)) < self.min_call_interval)
+
+    def _check(self, dynamics, atoms, stage, step, labelling=False, kind="on_the_fly"):
         """Measure the uncertainty of ``atoms``; label and learn it when it exceeds the
         threshold (or ``labelling``). Returns "learned", "oracle budget spent" or None."""
+        if not labelling and self._resting(stage, step):
+            return None
         uncertainty = self._frame_uncertainty(atoms)
         threshold = self.threshold_eV_A()
         if not (uncertainty > threshold or labelling):
             return None
         if self._budget_spent():
             return "oracle budget spent"
-        self._learn(atoms, stage, step, uncertainty, threshold)
+        self._learn(atoms, stage, step, uncertainty, threshold, kind)
         atoms.calc = self._calculator()
         self._checkpoint(dynamics, atoms, stage, step)
         return "learned"

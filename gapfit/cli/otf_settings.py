@@ -22,6 +22,8 @@ Layout (paths relative to the settings file)::
     max_oracle_calls = 200              # budget (start labels included)
     refit = "auto"                      # or "never"
     refit_growth = 2.0                  # also refit when the data doubled since the last fit
+    min_call_interval = 1               # MD steps after an oracle call without a check
+    label_new_structures = false        # label a stage's new start structure at its step 0
     label_start = true                  # default: only without a model
     checkpoint_every = 10
     trajectory_every = 10
@@ -51,7 +53,7 @@ ORACLE_KEYS = ("calculator", "arguments")
 LEARNING_KEYS = ("threshold", "threshold_unit", "score", "uncertainty", "check_every",
                  "max_oracle_calls", "refit", "label_start", "checkpoint_every",
                  "trajectory_every", "max_temperature_factor", "min_distance", "refit_growth",
-                 "label_every", "seed")
+                 "label_every", "min_call_interval", "label_new_structures", "seed")
 STAGE_KEYS = {"ensemble": "ensemble", "temperature": "temperature_K", "steps": "steps",
               "timestep": "timestep_fs", "pressure": "pressure_GPa", "friction": "friction_per_fs",
               "structure": "structure"}
