@@ -17,12 +17,17 @@ Each fit runs in its own process; its wall time and peak RSS are measured from o
 ``pip install quippy-ase`` (benchmark extra) and ../shared/data/mlearn.
 
 With ``--quip-soap`` gapfit fits ``QuipDistance2b`` + ``QuipSOAP`` (the features gap_fit uses,
-equal to quippy's to ~1e-14), so only the fits differ. The mode itself was not run to the end
-(gap_fit took 2,438 s for one seed on Mo_train[::5] on a machine at load ~40); the same
-comparison by hand, seed 1, Mo_train[::5], the gap_fit model evaluated through gapfit.load
-(equal to quippy to 1e-12), on the 23 Mo test configurations: gap_fit E/F/S MAE 3.14 meV/atom,
-115.3 meV/Å, 0.267 GPa; gapfit 3.17 meV/atom, 115.3 meV/Å, 0.265 GPa, fit 165 s, peak 447 MB
-(gap_fit 1,271 MB; its wall time is not comparable, it ran at a higher load).
+equal to quippy's to ~1e-14) with gap_fit's conventions (``virial_weighting="voigt"``,
+``sparse_jitter_relative=False``, no ZBL baseline), so only the sparse points each code draws
+differ: given gap_fit's sparse points, gapfit's solve predicts what gap_fit's model predicts
+(tests/test_quip_models.py). Measured 2026-12-02 (2 cores at load ~8; gap_fit one core, gapfit
+both), Mo test set (23 configurations), E / F / S MAE in meV/atom, meV/Å, GPa:
+
+    --quip-soap --stride 5 --seeds 1,2   gap_fit 3.139 / 115.36 / 0.267   gapfit 3.128 / 115.10 / 0.266
+        fit 1,353 s vs 169 s (0.125x), peak 1,270 vs 626 MB (0.49x); gapfit <= gap_fit on both seeds
+    --quip-soap --stride 1 --seeds 1     gap_fit 2.120 / 104.04 / 0.219   gapfit 2.051 / 103.91 / 0.217
+        fit 2,021 s vs 53 s (0.026x), peak 6,045 vs 495 MB (0.082x); E difference -0.069 meV/atom,
+        paired bootstrap 95% interval [-0.137, -0.009]
 
 Each code is fitted once per seed (gap_fit ``rnd_seed``, gapfit ``random_state``), the seeds
 drawing the CUR sparse points, and the test errors are compared seed by seed and as means.
