@@ -50,13 +50,6 @@ def run_tree(tree, element, old_defaults, threads, data_dir):
     return json.loads(output.splitlines()[-1])
 
 
-def mae_triple(errors):
-    """(E meV/atom, F meV/Å, S GPa) from ``gapfit.metrics.evaluate`` output (eV units)."""
-    from ase.units import GPa
-    return (1e3 * errors["energy"]["mae"], 1e3 * errors["forces"]["mae"],
-            errors["stress"]["mae"] / GPa)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="an older gapfit source tree")
@@ -74,6 +67,7 @@ def main(argv=None):
         print(f"skipped: {args.data_dir} has no {args.element}_train.json (the mlearn data live "
               "in ../shared/data/mlearn)")
         return 0
+    import gapfit
     if args.before is None:
         parser.error("--before TREE is needed (e.g. git archive d75a0f9 | tar -x -C TREE)")
     rows = {"before": (args.before.resolve(), False), "after": (THIS_TREE, False),
@@ -92,7 +86,8 @@ def main(argv=None):
     print(f"{'':<24}{'wall s':>9}{'cpu s':>9}{'cpu / before':>14}{'E meV/atom':>12}"
           f"{'F meV/Å':>10}{'S GPa':>8}")
     for name, result in best.items():
-        energy, force, stress = mae_triple(result["errors"])
+        # error_table's first row: ("all", E MAE, E RMSE, F MAE, F RMSE, S MAE, S RMSE)
+        energy, force, stress = gapfit.metrics.error_table(result["errors"])[0][1::2][:3]
         print(f"{name:<24}{result['wall_s']:>9.1f}{result['cpu_s']:>9.1f}"
               f"{result['cpu_s'] / best['before']['cpu_s']:>14.2f}{energy:>12.2f}{force:>10.1f}"
               f"{stress:>8.3f}")

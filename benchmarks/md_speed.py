@@ -119,17 +119,9 @@ def uncertainty_job(model_path, repeat, mode, n_calls, displacement, threads):
     calculate(bcc_supercell(4, seed=1))  # compile, build the per-model factors, warm up
     atoms = bcc_supercell(repeat)
     before = process_memory_mb("VmRSS")
-    rng = np.random.default_rng(0)
-    wall = cpu = 0.0
-    for _ in range(n_calls):
-        atoms.positions = atoms.positions + rng.normal(scale=displacement, size=(len(atoms), 3))
-        wall_start, cpu_start = time.perf_counter(), time.process_time()
-        calculate(atoms)
-        wall += time.perf_counter() - wall_start
-        cpu += time.process_time() - cpu_start
-    per_call = 1e6 / n_calls / len(atoms)
+    wall, cpu = time_calls(atoms, calculate, n_calls, displacement, warm_up=False)
     peak = process_memory_mb("VmHWM")
-    return wall * per_call, cpu * per_call, peak, peak - before
+    return wall, cpu, peak, peak - before
 
 
 def uncertainty_table(model_path, repeats, calls, displacement, threads):
@@ -149,11 +141,12 @@ def uncertainty_table(model_path, repeats, calls, displacement, threads):
                   f"{peak:>9.0f}{call:>9.0f}", flush=True)
 
 
-def time_calls(atoms, calculate, n_calls, displacement, seed=0):
-    """(wall, cpu) µs per atom per call of ``calculate(atoms)``, after one warm-up call;
-    the atoms move by a random displacement before every call."""
+def time_calls(atoms, calculate, n_calls, displacement, seed=0, warm_up=True):
+    """(wall, cpu) µs per atom per call of ``calculate(atoms)``, after one warm-up call
+    (unless ``warm_up`` is False); the atoms move by a random displacement before every call."""
     rng = np.random.default_rng(seed)
-    calculate(atoms)
+    if warm_up:
+        calculate(atoms)
     wall = cpu = 0.0
     for _ in range(n_calls):
         atoms.positions = atoms.positions + rng.normal(scale=displacement, size=(len(atoms), 3))
@@ -222,11 +215,10 @@ def time_only(model_path, args):
     from threadpoolctl import threadpool_limits
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=args.threads)
-    if not model_path.is_file():
-        train = gapfit.io.read_mlearn(args.data_dir / "Mo_train.json")[::args.stride]
-        with contextlib.redirect_stdout(sys.stderr):
-            model = fit_gapfit(train, args.n_sparse, model_path)
-    model = gapfit.load(model_path)
+    train = (None if model_path.is_file() else
+             gapfit.io.read_mlearn(args.data_dir / "Mo_train.json")[::args.stride])
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the one JSON line
+        model = fit_gapfit(train, args.n_sparse, model_path)
     result = {}
     for repeat in args.repeats:
         atoms = bcc_supercell(repeat)
