@@ -106,3 +106,44 @@ def harmonic_recurrence(l_max):
 def power_spectrum_prefactors(l_max):
     """pi^4 sqrt(8 / (2l + 1)) for l = 0..l_max (see the module docstring)."""
     return np.array([math.pi**4 * math.sqrt(8.0 / (2 * l + 1)) for l in range(l_max + 1)])
+
+
+def harmonic_lowering(l_max, n_points=64, seed=0):
+    """The gradient of every real solid harmonic as a sum of those one degree lower:
+    ∂_a (r^l Y_lm) = sum_m' C[a, lm, (l-1)m'] r^(l-1) Y_(l-1)m' (the derivative of a harmonic
+    polynomial of degree l is one of degree l - 1), so that a backward pass that has kept the
+    harmonics forms Σ_lm v_lm ∇(r^l Y_lm) without their gradients.
+
+    Returns (axes, sources, targets, coefficients), one entry per non-zero C (|C| > 1e-12 of
+    the largest): axis a (0 x, 1 y, 2 z), source index lm = l*l + l + m, target index of
+    (l-1)m', and C (Å^0; both sides carry the same norms as ``_soap_kernels.solid_harmonics``).
+    The coefficients are solved for by least squares on random points and checked there.
+    """
+    from ._soap_kernels import harmonic_workspace, solid_harmonics
+
+    n_lm = (l_max + 1) ** 2
+    points = np.random.default_rng(seed).normal(size=(n_points, 3))
+    xs, ys, zs = (np.ascontiguousarray(points[:, a]) for a in range(3))
+    values = np.empty((n_lm, n_points))
+    gradients = np.empty((3, n_lm, n_points))
+    solid_harmonics(xs, ys, zs, xs * xs + ys * ys + zs * zs, n_points, l_max,
+                    real_harmonic_norms(l_max), harmonic_recurrence(l_max), values, gradients,
+                    True, harmonic_workspace(l_max, n_points))
+    axes, sources, targets, coefficients = [], [], [], []
+    for l in range(1, l_max + 1):
+        lower = values[(l - 1) ** 2: l * l]
+        for a in range(3):
+            block = gradients[a, l * l: (l + 1) * (l + 1)]
+            solution = np.linalg.lstsq(lower.T, block.T, rcond=None)[0].T  # (2l+1, 2l-1)
+            residual = np.abs(solution @ lower - block).max()
+            if residual > 1e-9 * max(np.abs(block).max(), 1.0):
+                raise RuntimeError(f"solid harmonic gradients at l={l} are not spanned by "
+                                   f"degree {l - 1} (residual {residual:.1e})")
+            solution[np.abs(solution) < 1e-12 * np.abs(solution).max()] = 0.0
+            for row, column in zip(*np.nonzero(solution)):
+                axes.append(a)
+                sources.append(l * l + row)
+                targets.append((l - 1) ** 2 + column)
+                coefficients.append(solution[row, column])
+    return (np.array(axes, dtype=np.int64), np.array(sources, dtype=np.int64),
+            np.array(targets, dtype=np.int64), np.array(coefficients, dtype=np.float64))

@@ -27,6 +27,9 @@ WEIGHT_POW = 2
 WEIGHT_EXP = 3
 WEIGHT_COSINE = 4
 
+# fastmath flags of the loops that sum over neighbours: reassociation lets them vectorise
+REASSOCIATE = {"reassoc", "contract"}
+
 @njit(cache=True)
 def weight_and_derivative(r, weighting):
     """Density weight w(r) and dw/dr (Å^-1) of a neighbour at distance r (Å).
@@ -45,6 +48,8 @@ def weight_and_derivative(r, weighting):
             return 0.0, 0.0
         x = r / r0
         base = 1.0 + 2.0 * x * x * x - 3.0 * x * x
+        if m == 1.0:  # the default; pow(base, 1) is base, pow(base, 0) is 1
+            return c * base, c * (6.0 * x * x - 6.0 * x) / r0
         w = c * base**m
         if m == 0.0:
             return w, 0.0
@@ -274,40 +279,147 @@ def _contract_coefficients(start, count, self_species, pair_species, n_species, 
                 coeffs[self_species, 0, n] += scale * prefactors[0, k, n]
 
 
-@njit(cache=True)
-def _power_spectrum(coeffs, ps_prefactors, l_max, n_max, n_species, sums, out):
+@njit(cache=True, fastmath=REASSOCIATE)
+def _power_spectrum(coeffs, ps_prefactors, l_max, n_max, n_species, transposed, out):
     """dscribe's feature order: species pairs s1 <= s2, then l, then (n <= n') for s1 == s2
-    or all (n, n') for s1 < s2."""
+    or all (n, n') for s1 < s2. ``transposed`` (n_species, n_max, n_lm) is work space: the
+    coefficients with lm last, so that each feature is one contiguous dot product."""
+    _transpose_coefficients(coeffs, n_species, (l_max + 1) * (l_max + 1), n_max, transposed)
     f = 0
     for s1 in range(n_species):
         for s2 in range(s1, n_species):
             for l in range(l_max + 1):
                 prefactor = ps_prefactors[l]
+                low = l * l
+                high = (l + 1) * (l + 1)
                 for n in range(n_max):
-                    n2_start = n if s1 == s2 else 0
-                    for n2 in range(n2_start, n_max):
-                        sums[n2] = 0.0
-                    for lm in range(l * l, (l + 1) * (l + 1)):
-                        first = coeffs[s1, lm, n]
-                        for n2 in range(n2_start, n_max):
-                            sums[n2] += first * coeffs[s2, lm, n2]
-                    for n2 in range(n2_start, n_max):
-                        out[f] = prefactor * sums[n2]
+                    first = transposed[s1, n]
+                    for n2 in range(n if s1 == s2 else 0, n_max):
+                        second = transposed[s2, n2]
+                        total = 0.0
+                        for lm in range(low, high):
+                            total += first[lm] * second[lm]
+                        out[f] = prefactor * total
                         f += 1
 
 
 @njit(cache=True)
+def _pair_weights(start, count, vectors, pair_species, weighting, workspace):
+    """Geometry (workspace[0]), weights w and dw/dr (workspace[1][0:2]) and per-species
+    neighbour counts (workspace[10]) of one centre's pairs start:start+count."""
+    geometry, weights, counts = workspace[0], workspace[1], workspace[10]
+    counts[:] = 0
+    blocks.pair_geometry(vectors, start, count, geometry)
+    for q in range(count):
+        w, dw = weight_and_derivative(geometry[4, q], weighting)
+        weights[0, q] = w
+        weights[1, q] = dw
+        counts[pair_species[start + q]] += 1
+
+
+@njit(cache=True)
+def _exps_and_harmonics(count, l_max, n_max, basis, workspace, exps, harmonics):
+    """exps[l, k, q] = exp(a[l, k] r_q^2) and the solid harmonics harmonics[lm, q] of the
+    current centre's pairs (geometry from ``_pair_weights``), into the flat arrays ``exps``
+    (>= (l_max+1) n_max count) and ``harmonics`` (>= (l_max+1)^2 count)."""
+    exponents, _, norms, recurrence, _, _ = basis
+    geometry, arguments, scratch = workspace[0], workspace[2], workspace[4]
+    for l in range(l_max + 1):
+        for k in range(n_max):
+            exponent = exponents[l, k]
+            row = (l * n_max + k) * count
+            for q in range(count):
+                arguments[row + q] = exponent * geometry[3, q]
+    exp_of_nonpositive(arguments, exps, scratch, (l_max + 1) * n_max * count)
+    n_lm = (l_max + 1) * (l_max + 1)
+    solid_harmonics(geometry[0], geometry[1], geometry[2], geometry[3], count, l_max, norms,
+                    recurrence, harmonics[:n_lm * count].reshape((n_lm, count)),
+                    workspace[6][:3 * n_lm * count].reshape((3, n_lm, count)), False,
+                    workspace[7])
+
+
+@njit(cache=True, fastmath=REASSOCIATE)
+def _contract_exps_and_harmonics(start, count, self_species, pair_species, n_species, l_max,
+                                 n_max, basis, weighting, workspace, exps, harmonics):
+    """c[s, lm, n] (workspace[9]) of one centre from its pairs' weights, exps and solid
+    harmonics (``_pair_weights``, ``_exps_and_harmonics``), plus the centre's own Gaussian
+    when it has a species index (>= 0). Sums over neighbours are vectorised dot products."""
+    _, prefactors, norms, _, _, _ = basis
+    weights, scratch, partial, coeffs, counts = (workspace[1], workspace[4], workspace[8],
+                                                 workspace[9], workspace[10])
+    n_lm = (l_max + 1) * (l_max + 1)
+    radial_terms = exps[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
+    values = harmonics[:n_lm * count].reshape((n_lm, count))
+    weighted = scratch[:count]
+    coeffs[:] = 0.0
+    for s in range(n_species):
+        if counts[s] == 0:
+            continue
+        mask = _species_mask(workspace, pair_species, start, count, s)
+        for q in range(count):
+            mask[q] *= weights[0, q]
+        for l in range(l_max + 1):
+            for k in range(n_max):
+                for q in range(count):
+                    weighted[q] = radial_terms[l, k, q] * mask[q]
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    total = 0.0
+                    for q in range(count):
+                        total += values[lm, q] * weighted[q]
+                    partial[s, lm, k] = total
+        for l in range(l_max + 1):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for k in range(n_max):
+                    part = partial[s, lm, k]
+                    for n in range(n_max):
+                        coeffs[s, lm, n] += prefactors[l, k, n] * part
+    if self_species >= 0:
+        # the centre's own Gaussian: only l = 0 survives at r = 0
+        scale = weighting[4] * norms[0, 0]
+        for k in range(n_max):
+            for n in range(n_max):
+                coeffs[self_species, 0, n] += scale * prefactors[0, k, n]
+
+
+@njit(cache=True)
+def _expand_into(start, stop, self_species, vectors, pair_species, n_species, l_max, n_max,
+                 basis, weighting, workspace, exps, harmonics):
+    """Coefficients c[s, lm, n] of one centre into workspace[9], its pairs' exps and solid
+    harmonics into ``exps`` and ``harmonics`` (see ``_exps_and_harmonics``)."""
+    count = stop - start
+    _pair_weights(start, count, vectors, pair_species, weighting, workspace)
+    _exps_and_harmonics(count, l_max, n_max, basis, workspace, exps, harmonics)
+    _contract_exps_and_harmonics(start, count, self_species, pair_species, n_species, l_max,
+                                 n_max, basis, weighting, workspace, exps, harmonics)
+
+
+@njit(cache=True)
 def _features_of_centres(first, last, offsets, vectors, pair_species, centre_species, n_species,
-                         l_max, n_max, basis, weighting, features, kept_coefficients):
-    """Power spectra of centres first:last; with a non-empty kept_coefficients
-    (n_centres, n_species, n_lm, n_max) their expansion coefficients are kept there too."""
+                         l_max, n_max, basis, weighting, features, kept_coefficients, kept_exps,
+                         kept_harmonics):
+    """Power spectra of centres first:last. With a non-empty kept_coefficients
+    (n_centres, n_species, n_lm, n_max) their expansion coefficients are kept there, and the
+    pairs' exps and solid harmonics in kept_exps (n_pairs (l_max+1) n_max) and
+    kept_harmonics (n_pairs n_lm), each centre's pairs one contiguous [l, k, q] / [lm, q]
+    block, for ``_backward_of_centres``."""
     workspace = _centre_workspace(n_species, l_max, n_max, blocks.max_pairs(offsets))
-    sums = np.empty(n_max)
+    transposed = np.empty((n_species, n_max, (l_max + 1) * (l_max + 1)))
     keep = kept_coefficients.shape[0] > 0
+    n_lk = (l_max + 1) * n_max
+    n_lm = (l_max + 1) * (l_max + 1)
     for i in range(first, last):
-        _expand_centre(offsets[i], offsets[i + 1], centre_species[i], vectors, pair_species,
-                       n_species, l_max, n_max, basis, weighting, False, workspace)
-        _power_spectrum(workspace[9], basis[4], l_max, n_max, n_species, sums, features[i])
+        start = offsets[i]
+        stop = offsets[i + 1]
+        if keep:
+            exps = kept_exps[start * n_lk: stop * n_lk]
+            harmonics = kept_harmonics[start * n_lm: stop * n_lm]
+        else:
+            exps = workspace[3]
+            harmonics = workspace[5]
+        _expand_into(start, stop, centre_species[i], vectors, pair_species, n_species, l_max,
+                     n_max, basis, weighting, workspace, exps, harmonics)
+        _power_spectrum(workspace[9], basis[4], l_max, n_max, n_species, transposed,
+                        features[i])
         if keep:
             kept_coefficients[i] = workspace[9]
 
@@ -393,7 +505,7 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
     n_lk = (l_max + 1) * n_max
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
     coeffs = workspace[9]
-    sums = np.empty(n_max)
+    transposed = np.empty((n_species, n_max, (l_max + 1) * (l_max + 1)))
     radial_buffer = np.empty(n_lk * max_pairs)
     slope_buffer = np.empty(n_lk * max_pairs)
     projection_buffer = np.empty(n_species * 4 * n_lk * max_pairs)
@@ -406,7 +518,7 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
         count = offsets[i + 1] - start
         _expand_centre(start, offsets[i + 1], centre_species[i], vectors, pair_species,
                        n_species, l_max, n_max, basis, weighting, True, workspace)
-        _power_spectrum(coeffs, basis[4], l_max, n_max, n_species, sums, features[i])
+        _power_spectrum(coeffs, basis[4], l_max, n_max, n_species, transposed, features[i])
         if count == 0:
             continue
         radial = radial_buffer[:n_lk * count].reshape((l_max + 1, n_max, count))
@@ -444,8 +556,11 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
 
 @njit(cache=True)
 def _coefficient_adjoint(d_energy_d_features, coeffs, ps_prefactors, l_max, n_max, n_species,
-                         adjoint):
-    """adjoint[s, lm, n] = ∂E/∂c[s, lm, n] given ∂E/∂q of one centre."""
+                         adjoint, pair_weights):
+    """adjoint[s, lm, n] = ∂E/∂c[s, lm, n] given ∂E/∂q of one centre. For each species pair
+    and l the feature weights form an n_max × n_max matrix W (``pair_weights``, work space;
+    symmetrised when both species are the same), and ∂E/∂c[s1, lm] = W c[s2, lm],
+    ∂E/∂c[s2, lm] += Wᵀ c[s1, lm]."""
     adjoint[:] = 0.0
     f = 0
     for s1 in range(n_species):
@@ -454,18 +569,49 @@ def _coefficient_adjoint(d_energy_d_features, coeffs, ps_prefactors, l_max, n_ma
             for l in range(l_max + 1):
                 prefactor = ps_prefactors[l]
                 for n in range(n_max):
-                    n2_start = n if same else 0
-                    for lm in range(l * l, (l + 1) * (l + 1)):
-                        first = coeffs[s1, lm, n]
-                        partner = coeffs[s2, lm]
-                        moved = adjoint[s2, lm]
-                        total = 0.0
-                        for t in range(n_max - n2_start):
-                            weight = prefactor * d_energy_d_features[f + t]
-                            total += weight * partner[n2_start + t]
-                            moved[n2_start + t] += weight * first
-                        adjoint[s1, lm, n] += total
-                    f += n_max - n2_start
+                    if same:
+                        pair_weights[n, n] = 2.0 * prefactor * d_energy_d_features[f]
+                        f += 1
+                        for n2 in range(n + 1, n_max):
+                            weight = prefactor * d_energy_d_features[f]
+                            pair_weights[n, n2] = weight
+                            pair_weights[n2, n] = weight
+                            f += 1
+                    else:
+                        for n2 in range(n_max):
+                            pair_weights[n, n2] = prefactor * d_energy_d_features[f]
+                            f += 1
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    # W symmetric (same species) or applied as Wᵀ below: rows of W are
+                    # contiguous, so the inner loops run over n
+                    first = adjoint[s1, lm]
+                    partner = coeffs[s2, lm]
+                    for n2 in range(n_max):
+                        c = partner[n2]
+                        if same:
+                            row = pair_weights[n2]
+                            for n in range(n_max):
+                                first[n] += row[n] * c
+                        else:
+                            for n in range(n_max):
+                                first[n] += pair_weights[n, n2] * c
+                    if not same:
+                        second = adjoint[s2, lm]
+                        mine = coeffs[s1, lm]
+                        for n in range(n_max):
+                            c = mine[n]
+                            row = pair_weights[n]
+                            for n2 in range(n_max):
+                                second[n2] += row[n2] * c
+
+
+@njit(cache=True)
+def _transpose_coefficients(coeffs, n_species, n_lm, n_max, transposed):
+    """transposed[s, n, lm] = coeffs[s, lm, n]."""
+    for s in range(n_species):
+        for lm in range(n_lm):
+            for n in range(n_max):
+                transposed[s, n, lm] = coeffs[s, lm, n]
 
 
 @njit(cache=True)
@@ -486,68 +632,95 @@ def _fold_adjoint(adjoint, species, basis, l_max, n_max, folded, folded_slope):
                 folded_slope[lm, k] = total_slope
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=REASSOCIATE)
 def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_species,
-                         n_species, l_max, n_max, basis, weighting, d_energy_d_features,
-                         d_energy_d_vectors, kept_coefficients):
+                         n_species, l_max, n_max, basis, weighting, lowering,
+                         d_energy_d_features, d_energy_d_vectors, kept_coefficients, kept_exps,
+                         kept_harmonics):
     """∂E/∂(pair vector) of the pairs of centres first:last. With a non-empty
-    kept_coefficients (as ``_features_of_centres`` left them) the coefficients are read
-    from there and only the per-neighbour basis values are recomputed."""
+    kept_coefficients the coefficients, exps and solid harmonics are read from what
+    ``_features_of_centres`` kept (same pairs); otherwise each centre is expanded again.
+
+    Per neighbour q of species s: v[lm] = sum_n ∂E/∂c[s, lm, n] R_ln(r_q) (R without the
+    weight) and its slope give the radial part; the angular part Σ_lm w v[lm] ∇(r^l Y_lm)
+    is formed from the harmonics one degree lower (``lowering``, see
+    ``_soap_basis.harmonic_lowering``), so no harmonic gradient is computed.
+    """
     n_lm = (l_max + 1) * (l_max + 1)
+    n_lk = (l_max + 1) * n_max
     max_pairs = max(blocks.max_pairs(offsets), 1)
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
     geometry, weights = workspace[0], workspace[1]
+    axes, sources, targets, lowering_coefficients = lowering
     adjoint = np.empty((n_species, n_lm, n_max))
+    pair_weights = np.empty((n_max, n_max))
     folded = np.empty((n_lm, n_max))
     folded_slope = np.empty((n_lm, n_max))
     value_buffer = np.empty(n_lm * max_pairs)
     slope_buffer = np.empty(n_lm * max_pairs)
+    moved_buffer = np.empty(n_lm * max_pairs)
     sums = np.empty((4, max_pairs))
+    kept = kept_coefficients.shape[0] > 0
     for i in range(first, last):
         start = offsets[i]
-        count = offsets[i + 1] - start
+        stop = offsets[i + 1]
+        count = stop - start
         if count == 0:
             continue
-        if kept_coefficients.shape[0] > 0:
-            _pair_basis(start, offsets[i + 1], vectors, pair_species, l_max, n_max, basis,
-                        weighting, True, workspace)
+        if kept:
+            _pair_weights(start, count, vectors, pair_species, weighting, workspace)
+            exps = kept_exps[start * n_lk: stop * n_lk]
+            harmonics = kept_harmonics[start * n_lm: stop * n_lm]
             coeffs = kept_coefficients[i]
         else:
-            _expand_centre(start, offsets[i + 1], centre_species[i], vectors, pair_species,
-                           n_species, l_max, n_max, basis, weighting, True, workspace)
+            exps = workspace[3]
+            harmonics = workspace[5]
+            _expand_into(start, stop, centre_species[i], vectors, pair_species, n_species,
+                         l_max, n_max, basis, weighting, workspace, exps, harmonics)
             coeffs = workspace[9]
         _coefficient_adjoint(d_energy_d_features[i], coeffs, basis[4], l_max, n_max,
-                             n_species, adjoint)
-        radial_terms = _exps(workspace, count, l_max, n_max)
-        harmonics, harmonic_gradients = _harmonics(workspace, count, l_max)
+                             n_species, adjoint, pair_weights)
+        radial_terms = exps[:n_lk * count].reshape((l_max + 1, n_max, count))
+        values_of = harmonics[:n_lm * count].reshape((n_lm, count))
         values = value_buffer[:n_lm * count].reshape((n_lm, count))
         slopes = slope_buffer[:n_lm * count].reshape((n_lm, count))
+        moved = moved_buffer[:n_lm * count].reshape((n_lm, count))
+        moved[:] = 0.0
         sums[:, :count] = 0.0
         for s in range(n_species):
             if workspace[10][s] == 0:
                 continue
             mask = _species_mask(workspace, pair_species, start, count, s)
             _fold_adjoint(adjoint, s, basis, l_max, n_max, folded, folded_slope)
+            values[:] = 0.0
+            slopes[:] = 0.0
             for l in range(l_max + 1):
-                block_rows = slice(l * l, (l + 1) * (l + 1))
-                np.dot(folded[block_rows], radial_terms[l], values[block_rows])
-                np.dot(folded_slope[block_rows], radial_terms[l], slopes[block_rows])
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    for k in range(n_max):
+                        f = folded[lm, k]
+                        g = folded_slope[lm, k]
+                        for q in range(count):
+                            values[lm, q] += f * radial_terms[l, k, q]
+                            slopes[lm, q] += g * radial_terms[l, k, q]
             for lm in range(n_lm):
                 for q in range(count):
                     value = values[lm, q] * mask[q]
                     radial_part = (weights[1, q] * value + 2.0 * geometry[4, q]
                                    * weights[0, q] * slopes[lm, q] * mask[q])
-                    sums[0, q] += radial_part * harmonics[lm, q]
-                    sums[1, q] += value * harmonic_gradients[0, lm, q]
-                    sums[2, q] += value * harmonic_gradients[1, lm, q]
-                    sums[3, q] += value * harmonic_gradients[2, lm, q]
+                    sums[0, q] += radial_part * values_of[lm, q]
+                    moved[lm, q] += weights[0, q] * value
+        for t in range(axes.shape[0]):
+            row = sums[1 + axes[t]]
+            source = moved[sources[t]]
+            target = values_of[targets[t]]
+            c = lowering_coefficients[t]
+            for q in range(count):
+                row[q] += c * source[q] * target[q]
         for q in range(count):
             r = geometry[4, q]
             radial_sum = sums[0, q] / r if r > 0.0 else 0.0
-            w = weights[0, q]
             for a in range(3):
-                d_energy_d_vectors[start + q, a] = (geometry[a, q] * radial_sum
-                                                    + w * sums[1 + a, q])
+                d_energy_d_vectors[start + q, a] = geometry[a, q] * radial_sum + sums[1 + a, q]
 
 
 FEATURES = 0
@@ -557,8 +730,9 @@ BACKWARD = 2
 
 @njit(cache=True, parallel=True)
 def soap_kernel(mode, offsets, vectors, pair_species, centre_species, n_species, l_max, n_max,
-                basis, weighting, n_blocks, features, pair_gradients, d_energy_d_features,
-                d_energy_d_vectors, kept_coefficients):
+                basis, weighting, lowering, n_blocks, features, pair_gradients,
+                d_energy_d_features, d_energy_d_vectors, kept_coefficients, kept_exps,
+                kept_harmonics):
     """The one parallel entry point (a single prange keeps numba's compile time down):
 
     FEATURES: fills features (n_centres, n_features) with the power spectrum of every centre;
@@ -579,12 +753,13 @@ def soap_kernel(mode, offsets, vectors, pair_species, centre_species, n_species,
         if mode == FEATURES:
             _features_of_centres(first, last, offsets, vectors, pair_species, centre_species,
                                  n_species, l_max, n_max, basis, weighting, features,
-                                 kept_coefficients)
+                                 kept_coefficients, kept_exps, kept_harmonics)
         elif mode == FEATURES_AND_GRADIENTS:
             _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_species,
                                   n_species, l_max, n_max, basis, weighting, features,
                                   pair_gradients)
         else:
             _backward_of_centres(first, last, offsets, vectors, pair_species, centre_species,
-                                 n_species, l_max, n_max, basis, weighting,
-                                 d_energy_d_features, d_energy_d_vectors, kept_coefficients)
+                                 n_species, l_max, n_max, basis, weighting, lowering,
+                                 d_energy_d_features, d_energy_d_vectors, kept_coefficients,
+                                 kept_exps, kept_harmonics)

@@ -74,11 +74,13 @@ class Descriptor:
         (``gapfit.structures.neighbors.build_neighbor_list(atoms, self.cutoff)``)."""
         raise NotImplementedError
 
-    def forward(self, atoms, neighbor_list):
+    def forward(self, atoms, neighbor_list, reuse=None):
         """(LocalEnvironments without gradients, state): the features and what
         ``backward_from`` needs for their vector-Jacobian product. This generic version
         keeps only its inputs, so that ``backward_from`` is ``backward``; a descriptor whose
-        backward would redo work of the forward pass overrides both to keep that work."""
+        backward would redo work of the forward pass overrides both to keep that work.
+        ``reuse``: a state an earlier call returned, whose buffers may be filled again (its
+        owner, e.g. the MD predictor, no longer needs it); ignored here."""
         return self.compute(atoms, neighbor_list, gradients=False), (atoms, neighbor_list)
 
     def backward_from(self, state, d_energy_d_features):
@@ -128,8 +130,8 @@ class ScaledDescriptor(Descriptor):
             env.pair_gradients = env.pair_gradients * self.scale
         return env
 
-    def forward(self, atoms, neighbor_list):
-        env, state = self.descriptor.forward(atoms, neighbor_list)
+    def forward(self, atoms, neighbor_list, reuse=None):
+        env, state = self.descriptor.forward(atoms, neighbor_list, reuse)
         env.features = env.features * self.scale
         return env, state
 

@@ -17,7 +17,7 @@ _ROUNDING_SHIFT_BITS = 0x4338000000000000
 _SMALLEST_ARGUMENT = -708.0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})  # fused multiply-adds; no reassociation (the shift trick)
 def exp_of_nonpositive(arguments, out, scratch, count):
     """out[:count] = exp(arguments[:count]) for arguments <= 0, to within 1 ulp.
 

@@ -67,12 +67,17 @@ def _radius_from_weighting(weighting):
 @dataclass
 class SOAPForwardState:
     """What ``SOAPDescriptor.forward`` keeps for ``backward_from``: the structure (its formula
-    names it in messages, formed only then: it costs ~2 µs per atom), the kernel inputs (pairs by centre, CSR offsets, species indices) and
-    the expansion coefficients (n_atoms, n_species, (l_max+1)², n_max) in dscribe's units."""
+    names it in messages, formed only then: it costs ~2 µs per atom), the kernel inputs
+    (pairs by centre, CSR offsets, species indices), the expansion coefficients (n_atoms,
+    n_species, (l_max+1)², n_max) in dscribe's units, and per pair the exponentials of the
+    radial integral ((l_max+1) n_max each) and the solid harmonics ((l_max+1)² each), so
+    that the backward pass evaluates no basis function again."""
 
     atoms: object
     inputs: tuple
     coefficients: np.ndarray
+    exps: np.ndarray
+    harmonics: np.ndarray
 
 
 class SOAPDescriptor(AtomCentredDescriptor):
@@ -140,6 +145,7 @@ class SOAPDescriptor(AtomCentredDescriptor):
                        basis.harmonic_recurrence(self.l_max),
                        basis.power_spectrum_prefactors(self.l_max),
                        basis.slope_prefactors(exponents, prefactors))
+        self._lowering = basis.harmonic_lowering(self.l_max)
         kind = _WEIGHT_KINDS.get(self.weighting.get("function"), kernels.WEIGHT_NONE)
         params = np.array([self.weighting.get(name, 0.0) for name in ("r0", "c", "m", "d")],
                           dtype=np.float64)
@@ -170,17 +176,22 @@ class SOAPDescriptor(AtomCentredDescriptor):
 
     def _run(self, mode, offsets, vectors, pair_species, centre_species, features=None,
              pair_gradients=None, d_energy_d_features=None, d_energy_d_vectors=None,
-             kept_coefficients=None):
-        """Call the numba kernel in ``mode``; outputs it does not use are empty arrays."""
+             kept=None):
+        """Call the numba kernel in ``mode``; outputs it does not use are empty arrays.
+        ``kept`` is a SOAPForwardState whose arrays FEATURES fills and BACKWARD reads."""
         empty_2d = np.empty((0, 0))
+        empty_1d = np.empty(0)
         kernels.soap_kernel(
             mode, offsets, vectors, pair_species, centre_species, len(self.species),
-            self.l_max, self.n_max, self._basis, self._weighting, blocks.blocks_per_pass(),
+            self.l_max, self.n_max, self._basis, self._weighting, self._lowering,
+            blocks.blocks_per_pass(),
             empty_2d if features is None else features,
             np.empty((0, 0, 0)) if pair_gradients is None else pair_gradients,
             empty_2d if d_energy_d_features is None else d_energy_d_features,
             empty_2d if d_energy_d_vectors is None else d_energy_d_vectors,
-            np.empty((0, 0, 0, 0)) if kept_coefficients is None else kept_coefficients)
+            np.empty((0, 0, 0, 0)) if kept is None else kept.coefficients,
+            empty_1d if kept is None else kept.exps,
+            empty_1d if kept is None else kept.harmonics)
 
     def compute(self, atoms, neighbor_list, gradients=False):
         """SOAP of every atom of ``atoms`` (one environment per atom).
@@ -208,24 +219,41 @@ class SOAPDescriptor(AtomCentredDescriptor):
                                  pair_vectors=vectors, pair_gradients=pair_gradients,
                                  **environments)
 
-    def forward(self, atoms, neighbor_list):
+    def forward(self, atoms, neighbor_list, reuse=None):
         """Features (as ``compute`` without gradients) and a ``SOAPForwardState`` that keeps
-        the kernel inputs and every centre's expansion coefficients, so that
-        ``backward_from`` forms the vector-Jacobian product without redoing the expansion
-        (the MD path: features, then ∂E/∂q from the kernel, then forces)."""
+        the kernel inputs, every centre's expansion coefficients and every pair's basis
+        values, so that ``backward_from`` forms the vector-Jacobian product without
+        evaluating the expansion again (the MD path: features, then ∂E/∂q from the kernel,
+        then forces). ``reuse``: an earlier state whose buffers are refilled when large
+        enough (MD calls one after the other: no fresh pages to fault in)."""
         inputs = self._kernel_inputs(atoms, neighbor_list)
         centers, neighbors, vectors, offsets, pair_species, centre_species = inputs
         numbers = np.asarray(atoms.numbers, dtype=np.int64)
         features = np.empty((len(atoms), self.n_features))
-        n_lm = (self.l_max + 1) ** 2
-        coefficients = np.empty((len(atoms), len(self.species), n_lm, self.n_max))
+        state = self._forward_state(atoms, inputs, reuse)
         self._run(kernels.FEATURES, offsets, vectors, pair_species, centre_species,
-                  features=features, kept_coefficients=coefficients)
+                  features=features, kept=state)
         environments = LocalEnvironments(features=features,
                                          center_atoms=np.arange(len(atoms), dtype=np.int64),
                                          channels=numbers.copy())
-        return environments, SOAPForwardState(atoms, inputs,
-                                              coefficients)
+        return environments, state
+
+    def _forward_state(self, atoms, inputs, reuse):
+        """A SOAPForwardState for ``inputs`` with buffers of ``reuse`` where they are large
+        enough, else new ones with 20 % room for the pair count to grow."""
+        n_pairs = len(inputs[0])
+        n_lm = (self.l_max + 1) ** 2
+        shape = (len(atoms), len(self.species), n_lm, self.n_max)
+        sizes = (n_pairs * (self.l_max + 1) * self.n_max, n_pairs * n_lm)
+        if (isinstance(reuse, SOAPForwardState) and reuse.coefficients.shape[1:] == shape[1:]
+                and reuse.coefficients.shape[0] >= shape[0]
+                and reuse.exps.size >= sizes[0] and reuse.harmonics.size >= sizes[1]):
+            return SOAPForwardState(atoms, inputs, reuse.coefficients, reuse.exps,
+                                    reuse.harmonics)
+        room = 1.2
+        return SOAPForwardState(atoms, inputs, np.empty(shape),
+                                np.empty(int(room * sizes[0]) + 1),
+                                np.empty(int(room * sizes[1]) + 1))
 
     def backward_from(self, state, d_energy_d_features):
         """``backward`` for the structure and neighbour list that ``forward`` saw (``state``
@@ -236,7 +264,7 @@ class SOAPDescriptor(AtomCentredDescriptor):
         d_energy_d_vectors = np.empty((len(centers), 3))
         self._run(kernels.BACKWARD, offsets, vectors, pair_species, centre_species,
                   d_energy_d_features=d_energy_d_features,
-                  d_energy_d_vectors=d_energy_d_vectors, kept_coefficients=state.coefficients)
+                  d_energy_d_vectors=d_energy_d_vectors, kept=state)
         return centers, neighbors, vectors, d_energy_d_vectors
 
     def _checked_upstream(self, atoms, n_atoms, d_energy_d_features):

@@ -13,12 +13,30 @@ from ..descriptors.numerics import cosine_cutoff_scalar, exp_of_nonpositive
 PAIR_CHUNK = 512
 
 
-@njit(cache=True)
-def _integer_power(x, exponent):
-    result = 1.0
-    for _ in range(exponent):
-        result *= x
-    return result
+# rows of ``dot_product_energies`` that one parallel task handles with one scratch buffer
+ROWS_PER_TASK = 64
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot_product_row(row, inverse_norm, coefficients, zeta, cosines, powers, rows, i, scale):
+    """One environment of ``dot_product_energies``: returns E_i; ``cosines`` and ``powers``
+    are scratch of length M (the loops over sparse points vectorise)."""
+    n_sparse = row.shape[0]
+    for m in range(n_sparse):
+        cosines[m] = row[m] * inverse_norm
+        powers[m] = 1.0
+    for _ in range(zeta - 1):
+        for m in range(n_sparse):
+            powers[m] *= cosines[m]
+    energy = 0.0
+    for m in range(n_sparse):
+        weighted = coefficients[m] * powers[m]
+        energy += weighted * cosines[m]
+        row[m] = zeta * weighted * inverse_norm
+    if rows.shape[0] > 0:
+        for m in range(n_sparse):
+            rows[i, m] = scale * (powers[m] * cosines[m])
+    return energy
 
 
 @njit(cache=True, parallel=True)
@@ -36,20 +54,14 @@ def dot_product_energies(projections, norms, coefficients, zeta, energies, rows,
         empty (0, 0) array when they are not wanted (then ``scale`` is unused).
     """
     n_envs, n_sparse = projections.shape
-    keep_rows = rows.shape[0] > 0
-    for i in prange(n_envs):
-        inverse_norm = 1.0 / norms[i] if norms[i] > 0.0 else 1.0
-        energy = 0.0
-        row = projections[i]
-        for m in range(n_sparse):
-            cosine = row[m] * inverse_norm
-            power = _integer_power(cosine, zeta - 1)
-            weighted = coefficients[m] * power
-            energy += weighted * cosine
-            if keep_rows:
-                rows[i, m] = scale * (power * cosine)
-            row[m] = zeta * weighted * inverse_norm
-        energies[i] = energy
+    n_tasks = (n_envs + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(n_tasks):
+        cosines = np.empty(n_sparse)
+        powers = np.empty(n_sparse)
+        for i in range(task * ROWS_PER_TASK, min((task + 1) * ROWS_PER_TASK, n_envs)):
+            inverse_norm = 1.0 / norms[i] if norms[i] > 0.0 else 1.0
+            energies[i] = _dot_product_row(projections[i], inverse_norm, coefficients, zeta,
+                                           cosines, powers, rows, i, scale)
 
 
 @njit(cache=True)

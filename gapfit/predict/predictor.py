@@ -83,6 +83,8 @@ class TermPredictor:
         self.descriptor = term.descriptor_
         self.cutoff = term.neighbor_cutoff
         self.kernel = term.kernel_
+        # the descriptor's forward state of the last call, whose buffers the next refills
+        self._forward_state = None
         scale = term.delta_ ** 2
         weights = term.sparse_weights() if hasattr(term, "sparse_weights") else None
         weighted_alpha = np.asarray(alpha, dtype=np.float64)
@@ -214,7 +216,8 @@ class TermPredictor:
         (``energies_and_gradients``). Returns the LocalEnvironments (no gradients)."""
         nl = within(neighbor_list, self.cutoff)
         if not getattr(self.descriptor, "weighted", False):
-            environments, state = self.descriptor.forward(atoms, nl)
+            environments, state = self.descriptor.forward(atoms, nl, self._forward_state)
+            self._forward_state = state
             env_energies, d_energy_d_features = self.energies_and_gradients(environments,
                                                                             local_rows)
             kernels.add_local_energies(environments.center_atoms, env_energies, local_energies)
