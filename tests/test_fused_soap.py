@@ -118,3 +118,29 @@ def test_fused_predictor_equals_the_pair_gradient_route_and_finite_differences(a
     # (the two lists may order a centre's pairs differently: equal up to round-off)
     assert relative_error(reused.forces, fresh.forces) < 1e-11
     assert relative_error(reused.virial, fresh.virial) < 1e-11
+
+
+@pytest.mark.parametrize("repeat", [1, 2], ids=["one_atom_own_images", "two_atoms"])
+def test_pair_term_evaluated_once_per_pair_equals_every_environment(alloy_model, repeat):
+    # the MD path evaluates the 2-body term once per unordered pair (atoms that see their
+    # own periodic images included) and must give what every ordered environment gives
+    rng = np.random.default_rng(repeat)
+    atoms = bulk("Cu", "fcc", a=3.7).repeat((repeat, 1, 1))
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * rng.standard_normal((3, 3))),
+                   scale_atoms=True)
+    atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)
+    if repeat == 2:
+        atoms.symbols[1] = "Au"
+    predictor = StructurePredictor.from_model(alloy_model)
+    pair_term = predictor.term_predictors[0]
+    assert pair_term._contract == pair_term._pair_distance
+    pairs = build_neighbor_list(atoms, predictor.cutoff)
+    half = len(pair_term.descriptor.unordered_pairs(atoms, pairs)[0])
+    assert 2 * half == (pairs.distances < pair_term.descriptor.cutoff).sum() > 0
+    prediction = predictor.predict(atoms)
+    local_energies, forces, virial = pair_gradient_route(predictor, atoms)
+    local_energies += np.array([alloy_model.e0_[z] for z in atoms.numbers])
+    assert relative_error(prediction.local_energies, local_energies) < 1e-12
+    assert relative_error(prediction.virial, virial) < 1e-11
+    np.testing.assert_allclose(prediction.forces, forces, rtol=0,
+                               atol=1e-11 * np.abs(virial).max())

@@ -332,6 +332,24 @@ def test_solid_harmonics_obey_addition_theorem_and_gradients():
         np.testing.assert_allclose(gradients[axis], numeric, rtol=1e-7, atol=1e-8)
 
 
+def test_harmonic_lowering_gives_the_gradients_of_the_solid_harmonics():
+    # the MD backward forms Σ v_lm ∇(r^l Y_lm) from the harmonics one degree lower
+    l_max, n_points = 8, 7
+    points = np.random.default_rng(5).standard_normal((n_points, 3)) * 2.0
+    xs, ys, zs = np.ascontiguousarray(points.T)
+    n_lm = (l_max + 1) ** 2
+    values, gradients = np.empty((n_lm, n_points)), np.empty((3, n_lm, n_points))
+    _soap_kernels.solid_harmonics(xs, ys, zs, xs**2 + ys**2 + zs**2, n_points, l_max,
+                                  _soap_basis.real_harmonic_norms(l_max),
+                                  _soap_basis.harmonic_recurrence(l_max), values, gradients,
+                                  True, _soap_kernels.harmonic_workspace(l_max, n_points))
+    axes, sources, targets, coefficients = _soap_basis.harmonic_lowering(l_max)
+    lowered = np.zeros_like(gradients)
+    np.add.at(lowered, (axes, sources), coefficients[:, None] * values[targets])
+    assert relative_error(lowered, gradients) < 1e-12
+    assert len(axes) <= 5 * (n_lm - 1)  # sparse: ≤ 2 terms for x and y, 1 for z, per harmonic
+
+
 def test_vectorised_exp_matches_numpy():
     arguments = np.concatenate([-np.logspace(-12, np.log10(700.0), 4000), [0.0, -1e-300]])
     out, scratch = np.empty_like(arguments), np.empty_like(arguments)

@@ -10,8 +10,10 @@ slope prefactors a[l, k] b[l, k, n]. ``weighting`` = (kind, (r0, c, m, d), has_w
 weight of the centre atom itself).
 
 Within one centre every per-neighbour quantity is stored with the neighbour index q last
-(exps[l, k, q], harmonics[lm, q], ...), so that elementwise loops vectorise over the
-neighbours and sums over neighbours are small matrix products (BLAS). Coefficients are
+(exps[l, k, q], harmonics[lm, q], ...), so that loops over the neighbours vectorise (sums
+over them with reassociation allowed, ``REASSOCIATE``). For MD the FEATURES pass keeps every
+pair's exps and harmonics and BACKWARD reads them back; the gradient of Σ_lm v_lm r^l Y_lm is
+formed from the harmonics of degree l - 1 (``_soap_basis.harmonic_lowering``). Coefficients are
 c[species, lm, n] with lm = l*l + l + m, m = -l..l. Centres are split into contiguous
 blocks; a block writes only the rows of its own centres and their pairs.
 """
@@ -200,85 +202,6 @@ def _species_mask(workspace, pair_species, start, count, species):
     return mask
 
 
-@njit(cache=True)
-def _expand_centre(start, stop, self_species, vectors, pair_species, n_species, l_max, n_max,
-                   basis, weighting, with_gradients, workspace):
-    """Coefficients c[s, lm, n] of one centre (pairs start:stop) into workspace[9], keeping
-    the neighbours' geometry, weights, exponentials and solid harmonics (with gradients if
-    requested) in the workspace."""
-    _pair_basis(start, stop, vectors, pair_species, l_max, n_max, basis, weighting,
-                with_gradients, workspace)
-    _contract_coefficients(start, stop - start, self_species, pair_species, n_species, l_max,
-                           n_max, basis, weighting, workspace)
-
-
-@njit(cache=True)
-def _pair_basis(start, stop, vectors, pair_species, l_max, n_max, basis, weighting,
-                with_gradients, workspace):
-    """The neighbours' geometry, weights, per-species counts, exponentials and solid
-    harmonics (with gradients if requested) of one centre (pairs start:stop), into the
-    workspace: all of the expansion but the sum over neighbours."""
-    exponents, _, norms, recurrence, _, _ = basis
-    geometry, weights, arguments, exps, scratch, _, _, harmonic_work, _, _, counts = workspace
-    count = stop - start
-    n_lk = (l_max + 1) * n_max
-    counts[:] = 0
-    blocks.pair_geometry(vectors, start, count, geometry)
-    for q in range(count):
-        w, dw = weight_and_derivative(geometry[4, q], weighting)
-        weights[0, q] = w
-        weights[1, q] = dw
-        counts[pair_species[start + q]] += 1
-    exp_arguments = arguments[:n_lk * count].reshape((l_max + 1, n_max, count))
-    for l in range(l_max + 1):
-        for k in range(n_max):
-            exponent = exponents[l, k]
-            for q in range(count):
-                exp_arguments[l, k, q] = exponent * geometry[3, q]
-    exp_of_nonpositive(arguments, exps, scratch, n_lk * count)
-    harmonics, harmonic_gradients = _harmonics(workspace, count, l_max)
-    solid_harmonics(geometry[0], geometry[1], geometry[2], geometry[3], count, l_max, norms,
-                    recurrence, harmonics, harmonic_gradients, with_gradients, harmonic_work)
-
-
-@njit(cache=True)
-def _contract_coefficients(start, count, self_species, pair_species, n_species, l_max, n_max,
-                           basis, weighting, workspace):
-    """c[s, lm, n] (workspace[9]) of one centre from what ``_pair_basis`` left in the
-    workspace, plus the centre's own Gaussian when it has a species index (>= 0)."""
-    _, prefactors, norms, _, _, _ = basis
-    weights, scratch, partial, coeffs, counts = (workspace[1], workspace[4], workspace[8],
-                                                 workspace[9], workspace[10])
-    n_lk = (l_max + 1) * n_max
-    harmonics, _ = _harmonics(workspace, count, l_max)
-    radial_terms = _exps(workspace, count, l_max, n_max)
-    weighted = scratch[:n_lk * count].reshape((l_max + 1, n_max, count))
-    partial[:] = 0.0
-    coeffs[:] = 0.0
-    for s in range(n_species):
-        if counts[s] == 0:
-            continue
-        mask = _species_mask(workspace, pair_species, start, count, s)
-        for l in range(l_max + 1):
-            for k in range(n_max):
-                for q in range(count):
-                    weighted[l, k, q] = radial_terms[l, k, q] * weights[0, q] * mask[q]
-        for l in range(l_max + 1):
-            block = slice(l * l, (l + 1) * (l + 1))
-            np.dot(harmonics[block], weighted[l].T, partial[s, block])
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                for k in range(n_max):
-                    part = partial[s, lm, k]
-                    for n in range(n_max):
-                        coeffs[s, lm, n] += prefactors[l, k, n] * part
-    if self_species >= 0:
-        # the centre's own Gaussian: only l = 0 survives at r = 0
-        scale = weighting[4] * norms[0, 0]
-        for k in range(n_max):
-            for n in range(n_max):
-                coeffs[self_species, 0, n] += scale * prefactors[0, k, n]
-
-
 @njit(cache=True, fastmath=REASSOCIATE)
 def _power_spectrum(coeffs, ps_prefactors, l_max, n_max, n_species, transposed, out):
     """dscribe's feature order: species pairs s1 <= s2, then l, then (n <= n') for s1 == s2
@@ -318,10 +241,12 @@ def _pair_weights(start, count, vectors, pair_species, weighting, workspace):
 
 
 @njit(cache=True)
-def _exps_and_harmonics(count, l_max, n_max, basis, workspace, exps, harmonics):
+def _exps_and_harmonics(count, l_max, n_max, basis, workspace, exps, harmonics,
+                        with_gradients):
     """exps[l, k, q] = exp(a[l, k] r_q^2) and the solid harmonics harmonics[lm, q] of the
     current centre's pairs (geometry from ``_pair_weights``), into the flat arrays ``exps``
-    (>= (l_max+1) n_max count) and ``harmonics`` (>= (l_max+1)^2 count)."""
+    (>= (l_max+1) n_max count) and ``harmonics`` (>= (l_max+1)^2 count); with_gradients
+    also puts the harmonics' gradients (3, n_lm, count) into workspace[6]."""
     exponents, _, norms, recurrence, _, _ = basis
     geometry, arguments, scratch = workspace[0], workspace[2], workspace[4]
     for l in range(l_max + 1):
@@ -334,7 +259,7 @@ def _exps_and_harmonics(count, l_max, n_max, basis, workspace, exps, harmonics):
     n_lm = (l_max + 1) * (l_max + 1)
     solid_harmonics(geometry[0], geometry[1], geometry[2], geometry[3], count, l_max, norms,
                     recurrence, harmonics[:n_lm * count].reshape((n_lm, count)),
-                    workspace[6][:3 * n_lm * count].reshape((3, n_lm, count)), False,
+                    workspace[6][:3 * n_lm * count].reshape((3, n_lm, count)), with_gradients,
                     workspace[7])
 
 
@@ -383,12 +308,12 @@ def _contract_exps_and_harmonics(start, count, self_species, pair_species, n_spe
 
 @njit(cache=True)
 def _expand_into(start, stop, self_species, vectors, pair_species, n_species, l_max, n_max,
-                 basis, weighting, workspace, exps, harmonics):
+                 basis, weighting, workspace, exps, harmonics, with_gradients=False):
     """Coefficients c[s, lm, n] of one centre into workspace[9], its pairs' exps and solid
     harmonics into ``exps`` and ``harmonics`` (see ``_exps_and_harmonics``)."""
     count = stop - start
     _pair_weights(start, count, vectors, pair_species, weighting, workspace)
-    _exps_and_harmonics(count, l_max, n_max, basis, workspace, exps, harmonics)
+    _exps_and_harmonics(count, l_max, n_max, basis, workspace, exps, harmonics, with_gradients)
     _contract_exps_and_harmonics(start, count, self_species, pair_species, n_species, l_max,
                                  n_max, basis, weighting, workspace, exps, harmonics)
 
@@ -516,8 +441,8 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
     for i in range(first, last):
         start = offsets[i]
         count = offsets[i + 1] - start
-        _expand_centre(start, offsets[i + 1], centre_species[i], vectors, pair_species,
-                       n_species, l_max, n_max, basis, weighting, True, workspace)
+        _expand_into(start, offsets[i + 1], centre_species[i], vectors, pair_species, n_species,
+                     l_max, n_max, basis, weighting, workspace, workspace[3], workspace[5], True)
         _power_spectrum(coeffs, basis[4], l_max, n_max, n_species, transposed, features[i])
         if count == 0:
             continue

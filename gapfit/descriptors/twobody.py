@@ -45,6 +45,27 @@ class TwoBodyDescriptor(Descriptor):
             environments.pair_gradients = (vectors / distances[:, None])[:, :, None]
         return environments
 
+    def unordered_pairs(self, atoms, neighbor_list):
+        """One of the two ordered pairs (i, j') and (j, i'') of every pair within the cutoff
+        (the full list holds both, with opposite vectors): (centers, neighbors, vectors Å,
+        distances Å, channels), the pair with i < j kept, and for an atom and its own image
+        the one whose vector is lexicographically positive. Each is an environment of i whose
+        twin, an environment of j with the same distance, is left out: a pair potential
+        evaluates once per pair and credits both atoms (the MD path)."""
+        inside = neighbor_list.distances < self.cutoff
+        centers = neighbor_list.centers
+        neighbors = neighbor_list.neighbors
+        vectors = neighbor_list.vectors
+        x, y, z = vectors[:, 0], vectors[:, 1], vectors[:, 2]
+        positive = (x > 0) | ((x == 0) & ((y > 0) | ((y == 0) & (z > 0))))
+        keep = np.flatnonzero(inside & ((centers < neighbors)
+                                        | ((centers == neighbors) & positive)))
+        centers = centers[keep]
+        neighbors = neighbors[keep]
+        numbers = atoms.numbers
+        return (centers, neighbors, vectors[keep], neighbor_list.distances[keep],
+                self.pair_channel(numbers[centers], numbers[neighbors]).astype(np.int64))
+
     def backward(self, atoms, neighbor_list, d_energy_d_features):
         """∂E/∂(pair vector) for every pair, given ∂E/∂r for every pair environment."""
         inside = neighbor_list.distances < self.cutoff

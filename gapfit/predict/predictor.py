@@ -215,6 +215,10 @@ class TermPredictor:
         ``local_rows`` (n_atoms, n_sparse_points) also its local-energy design rows
         (``energies_and_gradients``). Returns the LocalEnvironments (no gradients)."""
         nl = within(neighbor_list, self.cutoff)
+        if local_rows is None and self._contract == self._pair_distance and hasattr(
+                self.descriptor, "unordered_pairs"):
+            self._add_unordered_pairs(atoms, nl, local_energies, forces, virial)
+            return None
         if not getattr(self.descriptor, "weighted", False):
             environments, state = self.descriptor.forward(atoms, nl, self._forward_state)
             self._forward_state = state
@@ -247,6 +251,28 @@ class TermPredictor:
                                       np.ascontiguousarray(gradient, dtype=np.float64),
                                       forces, virial)
         return environments
+
+
+    def _add_unordered_pairs(self, atoms, neighbor_list, local_energies, forces, virial):
+        """``add_to`` for a pair term: each pair's energy u(r) (eV) is evaluated once and
+        credited to both atoms (the full list's two environments of the pair have the same
+        distance), its gradient counted twice: the same energies, forces and virial as the
+        environment-by-environment route, at half the kernel evaluations."""
+        centers, neighbors, vectors, distances, channels = self.descriptor.unordered_pairs(
+            atoms, neighbor_list)
+        for part in self.channels:
+            members = np.flatnonzero(channels == part.channel)
+            if len(members) == 0:
+                continue
+            energies, slopes = self._pair_distance(part, distances[members, None])
+            centre_atoms = np.ascontiguousarray(centers[members])
+            neighbour_atoms = np.ascontiguousarray(neighbors[members])
+            kernels.add_local_energies(centre_atoms, energies, local_energies)
+            kernels.add_local_energies(neighbour_atoms, energies, local_energies)
+            pair_vectors = np.ascontiguousarray(vectors[members])
+            gradient = (2.0 * slopes[:, 0] / distances[members])[:, None] * pair_vectors
+            kernels.add_forces_and_virial(centre_atoms, neighbour_atoms, pair_vectors,
+                                          gradient, forces, virial)
 
 
 def _no_local_rows(rows, what):
