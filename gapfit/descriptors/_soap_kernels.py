@@ -275,7 +275,7 @@ def _contract_exps_and_harmonics(start, count, self_species, pair_species, n_spe
     n_lm = (l_max + 1) * (l_max + 1)
     radial_terms = exps[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
     values = harmonics[:n_lm * count].reshape((n_lm, count))
-    weighted = scratch[:count]
+    weighted = scratch[:(l_max + 1) * n_max * count].reshape((l_max + 1, n_max, count))
     coeffs[:] = 0.0
     for s in range(n_species):
         if counts[s] == 0:
@@ -286,12 +286,33 @@ def _contract_exps_and_harmonics(start, count, self_species, pair_species, n_spe
         for l in range(l_max + 1):
             for k in range(n_max):
                 for q in range(count):
-                    weighted[q] = radial_terms[l, k, q] * mask[q]
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    total = 0.0
+                    weighted[l, k, q] = radial_terms[l, k, q] * mask[q]
+        for l in range(l_max + 1):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                # four radial indices at a time share each harmonic's load
+                k = 0
+                while k + 4 <= n_max:
+                    total0 = 0.0
+                    total1 = 0.0
+                    total2 = 0.0
+                    total3 = 0.0
                     for q in range(count):
-                        total += values[lm, q] * weighted[q]
-                    partial[s, lm, k] = total
+                        value = values[lm, q]
+                        total0 += value * weighted[l, k, q]
+                        total1 += value * weighted[l, k + 1, q]
+                        total2 += value * weighted[l, k + 2, q]
+                        total3 += value * weighted[l, k + 3, q]
+                    partial[s, lm, k] = total0
+                    partial[s, lm, k + 1] = total1
+                    partial[s, lm, k + 2] = total2
+                    partial[s, lm, k + 3] = total3
+                    k += 4
+                while k < n_max:
+                    total0 = 0.0
+                    for q in range(count):
+                        total0 += values[lm, q] * weighted[l, k, q]
+                    partial[s, lm, k] = total0
+                    k += 1
         for l in range(l_max + 1):
             for lm in range(l * l, (l + 1) * (l + 1)):
                 for k in range(n_max):
@@ -621,12 +642,32 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
             slopes[:] = 0.0
             for l in range(l_max + 1):
                 for lm in range(l * l, (l + 1) * (l + 1)):
-                    for k in range(n_max):
-                        f = folded[lm, k]
-                        g = folded_slope[lm, k]
+                    # four radial indices at a time: one load and store of values and slopes
+                    k = 0
+                    while k + 4 <= n_max:
+                        f0 = folded[lm, k]
+                        f1 = folded[lm, k + 1]
+                        f2 = folded[lm, k + 2]
+                        f3 = folded[lm, k + 3]
+                        g0 = folded_slope[lm, k]
+                        g1 = folded_slope[lm, k + 1]
+                        g2 = folded_slope[lm, k + 2]
+                        g3 = folded_slope[lm, k + 3]
                         for q in range(count):
-                            values[lm, q] += f * radial_terms[l, k, q]
-                            slopes[lm, q] += g * radial_terms[l, k, q]
+                            e0 = radial_terms[l, k, q]
+                            e1 = radial_terms[l, k + 1, q]
+                            e2 = radial_terms[l, k + 2, q]
+                            e3 = radial_terms[l, k + 3, q]
+                            values[lm, q] += f0 * e0 + f1 * e1 + f2 * e2 + f3 * e3
+                            slopes[lm, q] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
+                        k += 4
+                    while k < n_max:
+                        f0 = folded[lm, k]
+                        g0 = folded_slope[lm, k]
+                        for q in range(count):
+                            values[lm, q] += f0 * radial_terms[l, k, q]
+                            slopes[lm, q] += g0 * radial_terms[l, k, q]
+                        k += 1
             for lm in range(n_lm):
                 for q in range(count):
                     value = values[lm, q] * mask[q]
