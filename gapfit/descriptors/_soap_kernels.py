@@ -527,28 +527,21 @@ def _coefficient_adjoint(d_energy_d_features, coeffs, ps_prefactors, l_max, n_ma
                         for n2 in range(n_max):
                             pair_weights[n, n2] = prefactor * d_energy_d_features[f]
                             f += 1
+                if same:  # W symmetric: ∂E/∂c[s, lm, n] = Σ_n2 W[n2, n] c[s, lm, n2]
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        for n2 in range(n_max):
+                            c = coeffs[s2, lm, n2]
+                            for n in range(n_max):
+                                adjoint[s1, lm, n] += pair_weights[n2, n] * c
+                    continue
                 for lm in range(l * l, (l + 1) * (l + 1)):
-                    # W symmetric (same species) or applied as Wᵀ below: rows of W are
-                    # contiguous, so the inner loops run over n
-                    first = adjoint[s1, lm]
-                    partner = coeffs[s2, lm]
-                    for n2 in range(n_max):
-                        c = partner[n2]
-                        if same:
-                            row = pair_weights[n2]
-                            for n in range(n_max):
-                                first[n] += row[n] * c
-                        else:
-                            for n in range(n_max):
-                                first[n] += pair_weights[n, n2] * c
-                    if not same:
-                        second = adjoint[s2, lm]
-                        mine = coeffs[s1, lm]
-                        for n in range(n_max):
-                            c = mine[n]
-                            row = pair_weights[n]
-                            for n2 in range(n_max):
-                                second[n2] += row[n2] * c
+                    for n in range(n_max):
+                        total = 0.0
+                        c = coeffs[s1, lm, n]
+                        for n2 in range(n_max):
+                            total += pair_weights[n, n2] * coeffs[s2, lm, n2]
+                            adjoint[s2, lm, n2] += pair_weights[n, n2] * c
+                        adjoint[s1, lm, n] += total
 
 
 @njit(cache=True)
