@@ -115,8 +115,9 @@ def harmonic_lowering(l_max, n_points=64, seed=0):
     harmonics forms Σ_lm v_lm ∇(r^l Y_lm) without their gradients.
 
     Returns (axes, sources, targets, coefficients), one entry per non-zero C (|C| > 1e-12 of
-    the largest): axis a (0 x, 1 y, 2 z), source index lm = l*l + l + m, target index of
-    (l-1)m', and C (Å^0; both sides carry the same norms as ``_soap_kernels.solid_harmonics``).
+    the largest), sorted by source: axis a (0 x, 1 y, 2 z), source index lm = l*l + l + m,
+    target index of (l-1)m', and C (Å^0; both sides carry the same norms as
+    ``_soap_kernels.solid_harmonics``).
     The coefficients are solved for by least squares on random points and checked there.
     """
     from ._soap_kernels import harmonic_workspace, solid_harmonics
@@ -145,5 +146,7 @@ def harmonic_lowering(l_max, n_points=64, seed=0):
                 sources.append(l * l + row)
                 targets.append((l - 1) ** 2 + column)
                 coefficients.append(solution[row, column])
-    return (np.array(axes, dtype=np.int64), np.array(sources, dtype=np.int64),
-            np.array(targets, dtype=np.int64), np.array(coefficients, dtype=np.float64))
+    order = np.argsort(sources, kind="stable")
+    return (np.array(axes, dtype=np.int64)[order], np.array(sources, dtype=np.int64)[order],
+            np.array(targets, dtype=np.int64)[order],
+            np.array(coefficients, dtype=np.float64)[order])

@@ -202,27 +202,27 @@ def _species_mask(workspace, pair_species, start, count, species):
     return mask
 
 
-@njit(cache=True, fastmath=REASSOCIATE)
-def _power_spectrum(coeffs, ps_prefactors, l_max, n_max, n_species, transposed, out):
+@njit(cache=True)
+def _power_spectrum(coeffs, ps_prefactors, l_max, n_max, n_species, gram, out):
     """dscribe's feature order: species pairs s1 <= s2, then l, then (n <= n') for s1 == s2
-    or all (n, n') for s1 < s2. ``transposed`` (n_species, n_max, n_lm) is work space: the
-    coefficients with lm last, so that each feature is one contiguous dot product."""
-    _transpose_coefficients(coeffs, n_species, (l_max + 1) * (l_max + 1), n_max, transposed)
+    or all (n, n') for s1 < s2. ``gram`` (n_max, n_max) is work space: per species pair and
+    l the whole matrix Σ_m c[s1, lm, n] c[s2, lm, n'] is summed row by row (vectorised over
+    n'), then the features are read off it."""
     f = 0
     for s1 in range(n_species):
         for s2 in range(s1, n_species):
+            same = s1 == s2
             for l in range(l_max + 1):
+                gram[:] = 0.0
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    for n in range(n_max):
+                        c = coeffs[s1, lm, n]
+                        for n2 in range(n_max):
+                            gram[n, n2] += c * coeffs[s2, lm, n2]
                 prefactor = ps_prefactors[l]
-                low = l * l
-                high = (l + 1) * (l + 1)
                 for n in range(n_max):
-                    first = transposed[s1, n]
-                    for n2 in range(n if s1 == s2 else 0, n_max):
-                        second = transposed[s2, n2]
-                        total = 0.0
-                        for lm in range(low, high):
-                            total += first[lm] * second[lm]
-                        out[f] = prefactor * total
+                    for n2 in range(n if same else 0, n_max):
+                        out[f] = prefactor * gram[n, n2]
                         f += 1
 
 
@@ -349,7 +349,7 @@ def _features_of_centres(first, last, offsets, vectors, pair_species, centre_spe
     kept_harmonics (n_pairs n_lm), each centre's pairs one contiguous [l, k, q] / [lm, q]
     block, for ``_backward_of_centres``."""
     workspace = _centre_workspace(n_species, l_max, n_max, blocks.max_pairs(offsets))
-    transposed = np.empty((n_species, n_max, (l_max + 1) * (l_max + 1)))
+    gram = np.empty((n_max, n_max))
     keep = kept_coefficients.shape[0] > 0
     n_lk = (l_max + 1) * n_max
     n_lm = (l_max + 1) * (l_max + 1)
@@ -364,8 +364,7 @@ def _features_of_centres(first, last, offsets, vectors, pair_species, centre_spe
             harmonics = workspace[5]
         _expand_into(start, stop, centre_species[i], vectors, pair_species, n_species, l_max,
                      n_max, basis, weighting, workspace, exps, harmonics)
-        _power_spectrum(workspace[9], basis[4], l_max, n_max, n_species, transposed,
-                        features[i])
+        _power_spectrum(workspace[9], basis[4], l_max, n_max, n_species, gram, features[i])
         if keep:
             kept_coefficients[i] = workspace[9]
 
@@ -451,7 +450,7 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
     n_lk = (l_max + 1) * n_max
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
     coeffs = workspace[9]
-    transposed = np.empty((n_species, n_max, (l_max + 1) * (l_max + 1)))
+    gram = np.empty((n_max, n_max))
     radial_buffer = np.empty(n_lk * max_pairs)
     slope_buffer = np.empty(n_lk * max_pairs)
     projection_buffer = np.empty(n_species * 4 * n_lk * max_pairs)
@@ -464,7 +463,7 @@ def _gradients_of_centres(first, last, offsets, vectors, pair_species, centre_sp
         count = offsets[i + 1] - start
         _expand_into(start, offsets[i + 1], centre_species[i], vectors, pair_species, n_species,
                      l_max, n_max, basis, weighting, workspace, workspace[3], workspace[5], True)
-        _power_spectrum(coeffs, basis[4], l_max, n_max, n_species, transposed, features[i])
+        _power_spectrum(coeffs, basis[4], l_max, n_max, n_species, gram, features[i])
         if count == 0:
             continue
         radial = radial_buffer[:n_lk * count].reshape((l_max + 1, n_max, count))
@@ -545,15 +544,6 @@ def _coefficient_adjoint(d_energy_d_features, coeffs, ps_prefactors, l_max, n_ma
 
 
 @njit(cache=True)
-def _transpose_coefficients(coeffs, n_species, n_lm, n_max, transposed):
-    """transposed[s, n, lm] = coeffs[s, lm, n]."""
-    for s in range(n_species):
-        for lm in range(n_lm):
-            for n in range(n_max):
-                transposed[s, n, lm] = coeffs[s, lm, n]
-
-
-@njit(cache=True)
 def _fold_adjoint(adjoint, species, basis, l_max, n_max, folded, folded_slope):
     """folded[lm, k] = sum_n ∂E/∂c[species, lm, n] b[l, k, n] and folded_slope[lm, k] =
     sum_n ∂E/∂c[species, lm, n] a[l, k] b[l, k, n]."""
@@ -591,13 +581,19 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
     geometry, weights = workspace[0], workspace[1]
     axes, sources, targets, lowering_coefficients = lowering
+    # the lowering's entries of source lm are lowering_offsets[lm]:lowering_offsets[lm + 1]
+    lowering_offsets = np.zeros(n_lm + 1, dtype=np.int64)
+    for t in range(sources.shape[0]):
+        lowering_offsets[sources[t] + 1] += 1
+    for lm in range(n_lm):
+        lowering_offsets[lm + 1] += lowering_offsets[lm]
     adjoint = np.empty((n_species, n_lm, n_max))
     pair_weights = np.empty((n_max, n_max))
     folded = np.empty((n_lm, n_max))
     folded_slope = np.empty((n_lm, n_max))
-    value_buffer = np.empty(n_lm * max_pairs)
-    slope_buffer = np.empty(n_lm * max_pairs)
-    moved_buffer = np.empty(n_lm * max_pairs)
+    per_pair = np.empty((5, max_pairs))
+    value_row, slope_row, value_weight, slope_weight, moved_weight = (
+        per_pair[0], per_pair[1], per_pair[2], per_pair[3], per_pair[4])
     sums = np.empty((4, max_pairs))
     kept = kept_coefficients.shape[0] > 0
     for i in range(first, last):
@@ -621,21 +617,22 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
                              n_species, adjoint, pair_weights)
         radial_terms = exps[:n_lk * count].reshape((l_max + 1, n_max, count))
         values_of = harmonics[:n_lm * count].reshape((n_lm, count))
-        values = value_buffer[:n_lm * count].reshape((n_lm, count))
-        slopes = slope_buffer[:n_lm * count].reshape((n_lm, count))
-        moved = moved_buffer[:n_lm * count].reshape((n_lm, count))
-        moved[:] = 0.0
         sums[:, :count] = 0.0
         for s in range(n_species):
             if workspace[10][s] == 0:
                 continue
             mask = _species_mask(workspace, pair_species, start, count, s)
             _fold_adjoint(adjoint, s, basis, l_max, n_max, folded, folded_slope)
-            values[:] = 0.0
-            slopes[:] = 0.0
+            for q in range(count):
+                value_weight[q] = weights[1, q] * mask[q]
+                slope_weight[q] = 2.0 * geometry[4, q] * weights[0, q] * mask[q]
+                moved_weight[q] = weights[0, q] * mask[q]
             for l in range(l_max + 1):
                 for lm in range(l * l, (l + 1) * (l + 1)):
-                    # four radial indices at a time: one load and store of values and slopes
+                    # v[lm, q] and its slope, four radial indices at a time, then at once
+                    # their share of the radial sum and of the angular part
+                    value_row[:count] = 0.0
+                    slope_row[:count] = 0.0
                     k = 0
                     while k + 4 <= n_max:
                         f0 = folded[lm, k]
@@ -651,30 +648,27 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
                             e1 = radial_terms[l, k + 1, q]
                             e2 = radial_terms[l, k + 2, q]
                             e3 = radial_terms[l, k + 3, q]
-                            values[lm, q] += f0 * e0 + f1 * e1 + f2 * e2 + f3 * e3
-                            slopes[lm, q] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
+                            value_row[q] += f0 * e0 + f1 * e1 + f2 * e2 + f3 * e3
+                            slope_row[q] += g0 * e0 + g1 * e1 + g2 * e2 + g3 * e3
                         k += 4
                     while k < n_max:
                         f0 = folded[lm, k]
                         g0 = folded_slope[lm, k]
                         for q in range(count):
-                            values[lm, q] += f0 * radial_terms[l, k, q]
-                            slopes[lm, q] += g0 * radial_terms[l, k, q]
+                            value_row[q] += f0 * radial_terms[l, k, q]
+                            slope_row[q] += g0 * radial_terms[l, k, q]
                         k += 1
-            for lm in range(n_lm):
-                for q in range(count):
-                    value = values[lm, q] * mask[q]
-                    radial_part = (weights[1, q] * value + 2.0 * geometry[4, q]
-                                   * weights[0, q] * slopes[lm, q] * mask[q])
-                    sums[0, q] += radial_part * values_of[lm, q]
-                    moved[lm, q] += weights[0, q] * value
-        for t in range(axes.shape[0]):
-            row = sums[1 + axes[t]]
-            source = moved[sources[t]]
-            target = values_of[targets[t]]
-            c = lowering_coefficients[t]
-            for q in range(count):
-                row[q] += c * source[q] * target[q]
+                    for q in range(count):
+                        sums[0, q] += ((value_weight[q] * value_row[q]
+                                        + slope_weight[q] * slope_row[q]) * values_of[lm, q])
+                        value_row[q] *= moved_weight[q]
+                    # the angular part w v[lm] ∇(r^l Y_lm): harmonics one degree lower
+                    for t in range(lowering_offsets[lm], lowering_offsets[lm + 1]):
+                        row = sums[1 + axes[t]]
+                        target = values_of[targets[t]]
+                        c = lowering_coefficients[t]
+                        for q in range(count):
+                            row[q] += c * value_row[q] * target[q]
         for q in range(count):
             r = geometry[4, q]
             radial_sum = sums[0, q] / r if r > 0.0 else 0.0
