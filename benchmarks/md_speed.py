@@ -142,20 +142,22 @@ def uncertainty_table(model_path, repeats, calls, displacement, threads):
 
 
 def time_calls(atoms, calculate, n_calls, displacement, seed=0, warm_up=True):
-    """(wall, cpu) µs per atom per call of ``calculate(atoms)``, after one warm-up call
-    (unless ``warm_up`` is False); the atoms move by a random displacement before every call."""
+    """(wall, cpu) µs per atom of one call of ``calculate(atoms)``, the median over ``n_calls``
+    calls (on a shared machine single calls stall now and then: the median is the typical
+    call), after one warm-up call (unless ``warm_up`` is False); the atoms move by a random
+    displacement before every call."""
     rng = np.random.default_rng(seed)
     if warm_up:
         calculate(atoms)
-    wall = cpu = 0.0
+    walls, cpus = [], []
     for _ in range(n_calls):
         atoms.positions = atoms.positions + rng.normal(scale=displacement, size=(len(atoms), 3))
         wall_start, cpu_start = time.perf_counter(), time.process_time()
         calculate(atoms)
-        wall += time.perf_counter() - wall_start
-        cpu += time.process_time() - cpu_start
-    per_call = 1e6 / n_calls / len(atoms)
-    return wall * per_call, cpu * per_call
+        walls.append(time.perf_counter() - wall_start)
+        cpus.append(time.process_time() - cpu_start)
+    per_atom = 1e6 / len(atoms)
+    return float(np.median(walls)) * per_atom, float(np.median(cpus)) * per_atom
 
 
 def gapfit_timer(model, skin=0.5, uncertainty=False):
@@ -245,7 +247,7 @@ def before_and_after(before, workdir, args):
                 previous = best[name].get(size, (np.inf, np.inf))
                 best[name][size] = (min(previous[0], times[0]), min(previous[1], times[1]))
     print(f"\nbefore ({trees['before']}) and after ({this_tree}), best of {args.rounds} "
-          f"alternating rounds of {args.calls} calls, µs per atom per call")
+          f"alternating rounds, each the median of {args.calls} calls, µs per atom per call")
     print(f"{'atoms':>7}{'before wall':>13}{'after wall':>12}{'before cpu':>12}"
           f"{'after cpu':>11}{'after/before cpu':>18}")
     for size in best["after"]:
@@ -265,7 +267,8 @@ def main(argv=None):
                         help="bcc supercells repeat³ × 2 atoms compared with QUIP (128, 1,024)")
     parser.add_argument("--scaling", type=int, nargs="+", default=[4, 8, 12, 17],
                         help="gapfit-only scaling row (default up to 9,826 atoms)")
-    parser.add_argument("--calls", type=int, default=5, help="timed calls per size")
+    parser.add_argument("--calls", type=int, default=9,
+                        help="timed calls per size (their median is reported)")
     parser.add_argument("--displacement", type=float, default=0.002,
                         help="Å, random move before each call")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -309,7 +312,7 @@ def main(argv=None):
     if args.before is not None:
         before_and_after(args.before, workdir, args)
 
-    print(f"\nenergy+forces+stress per call, µs per atom ({args.calls} calls, "
+    print(f"\nenergy+forces+stress per call, µs per atom (median of {args.calls} calls, "
           f"{args.displacement} Å moves between calls, {args.threads} thread(s))")
     header = f"{'atoms':>7}{'gapfit wall':>13}{'gapfit cpu':>12}"
     if use_quip:
