@@ -54,15 +54,34 @@ def lean_factors():
     linalg.combine_factors = combine_factors
 
 
+def left_fold():
+    """Monkeypatch gapfit.fit.parallel.tree_reduce (serial path) into a left fold: two partial
+    results alive instead of ~log2(chunks); changes the grouping (rounding) only."""
+    from gapfit.fit import parallel
+
+    def fold(items, combine):
+        value = None
+        for item in items:
+            value = item if value is None else combine(value, item)
+        if value is None:
+            raise ValueError("nothing to reduce: no chunks")
+        return value
+
+    parallel.tree_reduce = fold
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("element")
     p.add_argument("name")
     p.add_argument("--chunk-atoms", type=int, default=512)
     p.add_argument("--lean", action="store_true", help="trapezoidal R factors (lean_factors)")
+    p.add_argument("--fold", action="store_true", help="serial left fold (left_fold)")
     a = p.parse_args()
     if a.lean:
         lean_factors()
+    if a.fold:
+        left_fold()
     train = gapfit.io.read_mlearn(MLEARN / f"{a.element}_train.json")
     test = gapfit.io.read_mlearn(MLEARN / f"{a.element}_test.json")
     before = current_rss_mb()
@@ -70,7 +89,7 @@ def main():
     model = make_model(a.name, chunk_atoms=a.chunk_atoms).fit(train)
     cpu = time.process_time() - cpu
     rows = error_table(gapfit.metrics.evaluate(model, test))
-    print(f"{a.element} {a.name} chunk {a.chunk_atoms} lean {a.lean}: rss before {before:.0f} MB, peak "
+    print(f"{a.element} {a.name} chunk {a.chunk_atoms} lean {a.lean} fold {a.fold}: rss before {before:.0f} MB, peak "
           f"{model.peak_memory_mb_:.0f} MB, fit CPU {cpu:.0f} s")
     for r in rows:
         print(f"  {r[0]}: E {r[1]:.2f} F {r[3]:.1f} S {r[5]:.3f}")

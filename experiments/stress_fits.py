@@ -35,9 +35,9 @@ GRID = [(1, 1, 1), (1, 1, 0.3), (1, 1, 0.1), (1, 0.6, 1), (1, 0.6, 0.3), (1, 0.6
 
 def make_model(name, **extra):
     """structural.terms_of names plus: tbN (2-body n_sparse N), ttX (2-body theta X Å),
-    sdX (SOAP delta X eV), tdX (2-body delta X eV), smfps / smrandom (SOAP sparse_method)."""
+    sdX (SOAP delta X eV), tdX (2-body delta X eV), sgX (SOAP atom sigma X Å), smfps / smrandom (SOAP sparse_method)."""
     own = {"tb": ("n_sparse", int, 0), "tt": ("theta", float, 0), "sd": ("delta", float, 1),
-           "td": ("delta", float, 0)}
+           "td": ("delta", float, 0), "sg": ("sigma", float, 1)}
     parts, changes = [], []
     for part in name.split("+"):
         key = part[:2]
@@ -96,6 +96,9 @@ def main():
     p.add_argument("--virial-weighting", default="tensor")
     p.add_argument("--chunk-atoms", type=int, default=512)
     p.add_argument("--no-train", action="store_true")
+    p.add_argument("--evidence", type=float, default=None,
+                   help="optimize_hyperparameters=F on the full fit; the folds are refitted "
+                        "with its sigma scales and deltas (GAP.refit), so CV measures that state")
     a = p.parse_args()
     OUT.mkdir(exist_ok=True)
     train = gapfit.io.read_mlearn(MLEARN / f"{a.element}_train.json")
@@ -103,7 +106,13 @@ def main():
     extra = dict(virial_weighting=a.virial_weighting, chunk_atoms=a.chunk_atoms)
     rows, info = [], {}
     cpu, wall = time.process_time(), time.perf_counter()
-    model = make_model(a.name, **extra).fit(train)
+    model = make_model(a.name, **extra)
+    if a.evidence:
+        model.set_params(optimize_hyperparameters=a.evidence)
+    model.fit(train)
+    if a.evidence:
+        info["scales"] = dict(model.noise_.scales)
+        info["deltas"] = [t.delta_ for t in model.terms_]
     info["fit_cpu_s"], info["fit_wall_s"] = time.process_time() - cpu, time.perf_counter() - wall
     info["peak_mb"] = model.peak_memory_mb_
     info["load"] = os.getloadavg()[0]
@@ -116,13 +125,15 @@ def main():
     for k in range(a.folds):
         held = list(range(k, len(train), a.folds))
         kept = [i for i in range(len(train)) if i % a.folds != k]
-        fold = make_model(a.name, **extra).fit([train[i] for i in kept])
+        fold = (model.refit([train[i] for i in kept]) if a.evidence
+                else make_model(a.name, **extra).fit([train[i] for i in kept]))
         for g in GRID:
             rows += records(resolved(fold, g), [train[i] for i in held], held, "cv", g)
         print("fold", k, "done", time.perf_counter() - wall, flush=True)
     info["total_cpu_s"] = time.process_time() - cpu
     suffix = "" if a.virial_weighting == "tensor" else "+voigt"
     suffix += "" if a.chunk_atoms == 512 else f"+chunk{a.chunk_atoms}"
+    suffix += "" if not a.evidence else f"+ev{a.evidence:g}"
     path = OUT / f"{a.element}_{a.name}{suffix}.pkl"
     with open(path, "wb") as f:
         pickle.dump({"info": info, "rows": rows, "grid": GRID}, f)
