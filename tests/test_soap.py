@@ -343,7 +343,8 @@ def test_harmonic_lowering_gives_the_gradients_of_the_solid_harmonics():
                                   _soap_basis.real_harmonic_norms(l_max),
                                   _soap_basis.harmonic_recurrence(l_max), values, gradients,
                                   True, _soap_kernels.harmonic_workspace(l_max, n_points))
-    axes, sources, targets, coefficients = _soap_basis.harmonic_lowering(l_max)
+    offsets, axes, targets, coefficients = _soap_basis.harmonic_lowering(l_max)
+    sources = np.repeat(np.arange(n_lm), np.diff(offsets))
     lowered = np.zeros_like(gradients)
     np.add.at(lowered, (axes, sources), coefficients[:, None] * values[targets])
     assert relative_error(lowered, gradients) < 1e-12

@@ -114,9 +114,10 @@ def harmonic_lowering(l_max, n_points=64, seed=0):
     polynomial of degree l is one of degree l - 1), so that a backward pass that has kept the
     harmonics forms Σ_lm v_lm ∇(r^l Y_lm) without their gradients.
 
-    Returns (axes, sources, targets, coefficients), one entry per non-zero C (|C| > 1e-12 of
-    the largest), sorted by source: axis a (0 x, 1 y, 2 z), source index lm = l*l + l + m,
-    target index of (l-1)m', and C (Å^0; both sides carry the same norms as
+    Returns (offsets, axes, targets, coefficients), one entry per non-zero C (|C| > 1e-12 of
+    the largest), grouped by source lm = l*l + l + m: the entries of source lm are
+    offsets[lm]:offsets[lm + 1] ((l_max+1)² + 1 offsets), each with its axis a (0 x, 1 y,
+    2 z), target index of (l-1)m', and C (Å^0; both sides carry the same norms as
     ``_soap_kernels.solid_harmonics``).
     The coefficients are solved for by least squares on random points and checked there.
     """
@@ -146,7 +147,9 @@ def harmonic_lowering(l_max, n_points=64, seed=0):
                 sources.append(l * l + row)
                 targets.append((l - 1) ** 2 + column)
                 coefficients.append(solution[row, column])
+    sources = np.array(sources, dtype=np.int64)
     order = np.argsort(sources, kind="stable")
-    return (np.array(axes, dtype=np.int64)[order], np.array(sources, dtype=np.int64)[order],
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(sources, minlength=n_lm))])
+    return (offsets.astype(np.int64), np.array(axes, dtype=np.int64)[order],
             np.array(targets, dtype=np.int64)[order],
             np.array(coefficients, dtype=np.float64)[order])

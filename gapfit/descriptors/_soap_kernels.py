@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _kernel_blocks as blocks
-from .numerics import cosine_cutoff_scalar, exp_of_nonpositive
+from .numerics import REASSOCIATE, cosine_cutoff_scalar, exp_of_nonpositive
 
 WEIGHT_NONE = 0
 WEIGHT_POLY = 1
@@ -29,8 +29,6 @@ WEIGHT_POW = 2
 WEIGHT_EXP = 3
 WEIGHT_COSINE = 4
 
-# fastmath flags of the loops that sum over neighbours: reassociation lets them vectorise
-REASSOCIATE = {"reassoc", "contract"}
 
 @njit(cache=True)
 def weight_and_derivative(r, weighting):
@@ -580,13 +578,7 @@ def _backward_of_centres(first, last, offsets, vectors, pair_species, centre_spe
     max_pairs = max(blocks.max_pairs(offsets), 1)
     workspace = _centre_workspace(n_species, l_max, n_max, max_pairs)
     geometry, weights = workspace[0], workspace[1]
-    axes, sources, targets, lowering_coefficients = lowering
-    # the lowering's entries of source lm are lowering_offsets[lm]:lowering_offsets[lm + 1]
-    lowering_offsets = np.zeros(n_lm + 1, dtype=np.int64)
-    for t in range(sources.shape[0]):
-        lowering_offsets[sources[t] + 1] += 1
-    for lm in range(n_lm):
-        lowering_offsets[lm + 1] += lowering_offsets[lm]
+    lowering_offsets, axes, targets, lowering_coefficients = lowering
     adjoint = np.empty((n_species, n_lm, n_max))
     pair_weights = np.empty((n_max, n_max))
     folded = np.empty((n_lm, n_max))

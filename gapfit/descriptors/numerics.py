@@ -16,6 +16,10 @@ _ROUNDING_SHIFT = 6755399441055744.0
 _ROUNDING_SHIFT_BITS = 0x4338000000000000
 _SMALLEST_ARGUMENT = -708.0
 
+# fastmath flags of kernel loops that sum: reassociation lets the sums vectorise, and
+# multiply-adds are fused (results change at round-off only)
+REASSOCIATE = {"reassoc", "contract"}
+
 
 @njit(cache=True, fastmath={"contract"})  # fused multiply-adds; no reassociation (the shift trick)
 def exp_of_nonpositive(arguments, out, scratch, count):

@@ -6,7 +6,7 @@ Plain arrays in and out; the Python side (``gapfit.predict.predictor``) chooses 
 import numpy as np
 from numba import njit, prange
 
-from ..descriptors.numerics import cosine_cutoff_scalar, exp_of_nonpositive
+from ..descriptors.numerics import REASSOCIATE, cosine_cutoff_scalar, exp_of_nonpositive
 
 
 # pairs whose exponentials ``cutoff_squared_exponential_energies`` computes at once
@@ -17,7 +17,7 @@ PAIR_CHUNK = 512
 ROWS_PER_TASK = 64
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, fastmath=REASSOCIATE)
 def _dot_product_row(row, inverse_norm, coefficients, zeta, cosines, powers, rows, i, scale):
     """One environment of ``dot_product_energies``: returns E_i; ``cosines`` and ``powers``
     are scratch of length M (the loops over sparse points vectorise)."""

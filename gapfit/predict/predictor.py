@@ -263,7 +263,6 @@ class TermPredictor:
                                       forces, virial)
         return environments
 
-
     def _add_unordered_pairs(self, atoms, neighbor_list, local_energies, forces, virial):
         """``add_to`` for a pair term: each pair's energy u(r) (eV) is evaluated once and
         credited to both atoms (the full list's two environments of the pair have the same
