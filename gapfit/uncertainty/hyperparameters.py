@@ -70,7 +70,8 @@ def structures_noise(model, structures):
 
 
 def _nonzero_rows(factor):
-    """An R factor without its all-zero padding rows (fewer rows to re-factorise)."""
+    """An R factor without its all-zero rows (the padding of square factors from model files
+    written before factors were kept lean): fewer rows to re-factorise."""
     return factor[np.any(factor != 0.0, axis=1)]
 
 
@@ -119,7 +120,7 @@ class MarginalLikelihood:
         """log p(y) (dimensionless; natural log of a density in the units of y)."""
         factors, covariance = self.scaled_factors(log_scales)
         prior = gp.prior_factor(covariance, self.jitter, self.jitter_relative)
-        total = gp.combine_factors(factors + [prior])
+        total = gp.total_factor(factors, prior)
         size = len(covariance)
         sigma_scales, _ = self.split(log_scales)
         log_det_noise = 2.0 * np.sum(self.log_sigma + self.n_rows * np.log(sigma_scales))
@@ -145,7 +146,7 @@ def apply_scales(model, evidence, log_scales):
     fitted deltas (``delta_``), then the coefficients (``GAP.solve_coefficients``)."""
     sigma_scales, delta_scales = evidence.split(log_scales)
     factors, _ = evidence.scaled_factors(log_scales)
-    # the scaled factors lack their zero rows: combine_factors pads them square again
+    # the scaled factors are lean already (zero rows dropped); combine_factors checks their form
     model.data_factors_ = {kind: gp.combine_factors([factor])
                            for kind, factor in zip(evidence.kinds, factors)}
     model.noise_ = model.noise_.with_scales(
