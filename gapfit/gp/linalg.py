@@ -97,18 +97,25 @@ def merge_factors(top, bottom):
         return np.linalg.qr(np.vstack([top, bottom]), mode="r")
     if top.shape[0] < bottom.shape[0]:  # the taller one becomes the triangle (same RᵀR)
         top, bottom = bottom, top
-    return _merge_into_triangle(square_factor(top), bottom)
+    return _merge_into_triangle(top, bottom)
 
 
-def _merge_into_triangle(triangle, trapezoid):
-    """R of the QR of [triangle; trapezoid]: triangle (n, n) and trapezoid (k, n), k ≤ n,
-    both upper triangular/trapezoidal (dtpqrt with an l = k pentagon)."""
-    size = triangle.shape[0]
-    merged, _, _, info = dtpqrt(trapezoid.shape[0], min(_TPQRT_BLOCK, size),
-                                np.asfortranarray(triangle), np.asfortranarray(trapezoid))
+def _merge_into_triangle(top, trapezoid):
+    """R (n, n) of the QR of [top; trapezoid]: top (k₁, n) and trapezoid (k₂, n) lean R
+    factors with k₁ + k₂ ≥ n. LAPACK's dtpqrt with an l = k₂ pentagon; it works in place on
+    our own Fortran-ordered copies (top padded to n × n), so a merge holds about two n²
+    arrays beside its inputs, not five."""
+    size = top.shape[1]
+    triangle = np.zeros((size, size), order="F")
+    triangle[: top.shape[0]] = top
+    below = np.array(trapezoid, dtype=np.float64, order="F", copy=True)
+    merged, _, _, info = dtpqrt(below.shape[0], min(_TPQRT_BLOCK, size), triangle, below,
+                                overwrite_a=True, overwrite_b=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"dtpqrt failed (info {info})")
-    return np.ascontiguousarray(np.triu(merged))
+    for column in range(size - 1):  # dtpqrt leaves the strict lower part alone: keep it zero
+        merged[column + 1:, column] = 0.0
+    return merged
 
 
 def combine_factor_dicts(dicts):

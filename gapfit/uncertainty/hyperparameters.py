@@ -215,6 +215,17 @@ def optimize(model, structures, max_factor=10.0, optimize_sigmas=True, optimize_
                                optimize_sigmas, optimize_deltas)
 
 
+def common_scale(model, noise):
+    """(evidence, λ, log p(y) at λ = 1, log p(y) at λ) for ``scale_with_noise``, without
+    changing the model: ``evidence`` is its ``MarginalLikelihood``, λ the factor on every
+    sigma and delta that maximises log p(y) along that ray (see ``scale_with_noise``)."""
+    check_is_fitted(model, "factor_")
+    evidence = MarginalLikelihood(model, noise)
+    scale = float(np.sqrt(model.factor_[-1, -1] ** 2 / evidence.n_rows.sum()))
+    log_scales = np.full(len(evidence.names), np.log(scale))
+    return evidence, scale, evidence(np.zeros(len(log_scales))), evidence(log_scales)
+
+
 def scale_with_noise(model, noise):
     """Multiply every sigma and every delta by the one factor λ that maximises log p(y) along
     that ray, in closed form; update the model.
@@ -226,12 +237,8 @@ def scale_with_noise(model, noise):
     misfit, measured by the model's own covariance, sets the size of its uncertainties.
     Returns a dict: scale, log p(y) before and after.
     """
-    check_is_fitted(model, "factor_")
-    evidence = MarginalLikelihood(model, noise)
-    scale = float(np.sqrt(model.factor_[-1, -1] ** 2 / evidence.n_rows.sum()))
-    log_scales = np.full(len(evidence.names), np.log(scale))
-    before, after = evidence(np.zeros(len(log_scales))), evidence(log_scales)
-    apply_scales(model, evidence, log_scales)
+    evidence, scale, before, after = common_scale(model, noise)
+    apply_scales(model, evidence, np.full(len(evidence.names), np.log(scale)))
     return {"scale": scale, "log_marginal_likelihood_before": float(before),
             "log_marginal_likelihood_after": float(after)}
 
