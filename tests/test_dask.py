@@ -247,6 +247,10 @@ def test_dask_fit_equals_serial(serial, structures, client):
     model = small_model(backend=client).fit(structures)
     assert_same_fit(model, serial)
     assert model.worker_peak_memory_mb_ > 50
+    # the reduction on the workers keeps the factors lean, like the serial one
+    assert {kind: f.shape for kind, f in model.data_factors_.items()} == \
+        {kind: f.shape for kind, f in serial.data_factors_.items()}
+    assert model.data_factors_["energy"].shape[0] == N_CONFIGS
 
 
 def test_dask_fit_from_files_equals_serial(serial, train_file, client):
