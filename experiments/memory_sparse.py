@@ -4,7 +4,8 @@ printed too, so the fit's own share is visible).
 
     python experiments/memory_sparse.py Mo cos+ns2500 --chunk-atoms 256
 
-Test set used for measuring only.
+Test set used for measuring only. The R factors are lean (trapezoidal) in gapfit.gp.linalg since
+recipe4; the monkeypatch of recipe3's "--lean" runs is gone (its results: docs/recipe_research.md).
 """
 import argparse
 import sys
@@ -17,41 +18,6 @@ from gapfit.fit.memory import current_rss_mb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stress_fits import MLEARN, make_model  # noqa: E402
-
-
-def lean_factors():
-    """Monkeypatch gapfit.gp.linalg so that R factors of fewer rows than columns stay
-    trapezoidal (k × (M+1), k = rows) instead of being padded to (M+1)²: a chunk's energy
-    factor has ~10 rows and its virial factor ~60, yet both were (M+1)² arrays; only when
-    two pieces together reach M+1 rows are they padded and merged by dtpqrt as before.
-    Same mathematics (the R factor of the same stack), different rounding."""
-    import numpy as np
-    from gapfit.gp import linalg
-
-    square = linalg._square
-
-    def keep(r, size):
-        return r
-
-    def merge(a, b):
-        size = a.shape[1]
-        if a.shape[0] + b.shape[0] < size:
-            return np.linalg.qr(np.vstack([a, b]), mode="r")
-        return linalg._merge_triangles(linalg._as_triangle(square(a, size)),
-                                       linalg._as_triangle(square(b, size)))
-
-    def combine_factors(factors):
-        factors = [f for f in factors if f is not None]
-        result = factors[0]
-        if result.shape[0] > result.shape[1] or np.tril(result[:, :result.shape[0]], -1).any():
-            result = linalg._as_triangle(result)
-        for factor in factors[1:]:
-            result = merge(result, factor)
-        return square(result, result.shape[1]) if result.shape[0] >= result.shape[1] - 1 \
-            and result.shape[0] != result.shape[1] else result
-
-    linalg._square = keep
-    linalg.combine_factors = combine_factors
 
 
 def left_fold():
@@ -75,11 +41,8 @@ def main():
     p.add_argument("element")
     p.add_argument("name")
     p.add_argument("--chunk-atoms", type=int, default=512)
-    p.add_argument("--lean", action="store_true", help="trapezoidal R factors (lean_factors)")
     p.add_argument("--fold", action="store_true", help="serial left fold (left_fold)")
     a = p.parse_args()
-    if a.lean:
-        lean_factors()
     if a.fold:
         left_fold()
     train = gapfit.io.read_mlearn(MLEARN / f"{a.element}_train.json")
@@ -89,7 +52,7 @@ def main():
     model = make_model(a.name, chunk_atoms=a.chunk_atoms).fit(train)
     cpu = time.process_time() - cpu
     rows = error_table(gapfit.metrics.evaluate(model, test))
-    print(f"{a.element} {a.name} chunk {a.chunk_atoms} lean {a.lean} fold {a.fold}: rss before {before:.0f} MB, peak "
+    print(f"{a.element} {a.name} chunk {a.chunk_atoms} fold {a.fold}: rss before {before:.0f} MB, peak "
           f"{model.peak_memory_mb_:.0f} MB, fit CPU {cpu:.0f} s")
     for r in rows:
         print(f"  {r[0]}: E {r[1]:.2f} F {r[3]:.1f} S {r[5]:.3f}")

@@ -51,6 +51,8 @@ def terms_of(name):
             gap_kw["balance"] = float(m[3:])
         elif m == "no2b":
             two_body = False
+        elif m.startswith("sg"):   # SOAP atom width (Å)
+            soap_kw["sigma"] = float(m[2:])
         elif m.startswith("sf"):
             gap_kw["force_sigma"] = 0.05 * float(m[2:])
         elif m.startswith("sv"):

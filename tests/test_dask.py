@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from ase.io import read
 from sklearn.base import clone
 
 import gapfit
-from gapfit.gp import sparse
+from gapfit.gp import linalg, sparse
 from gapfit.fit import training
 from gapfit.fit.parallel import map_chunks, map_reduce_chunks, tree_reduce
 
@@ -212,6 +213,30 @@ def test_serial_fit_reports_peak_memory(serial):
     assert serial.worker_peak_memory_mb_ is None
 
 
+def test_the_fit_keeps_lean_factors_equal_to_the_square_reduction(serial, structures):
+    """The energy (20 rows) and virial (12 per chunk) factors of the fit stay trapezoids
+    while they are short of M+1 = 33 rows; the reduction gives the RᵀR and coefficients of
+    the square path (every chunk's factor padded to (M+1)², as before lean factors)."""
+    size = serial.alpha_.size + 1
+    assert serial.data_factors_["energy"].shape == (N_CONFIGS, size)
+    assert serial.data_factors_["virial"].shape == (size, size)
+    chunks = serial._training_chunks(structures)
+    pieces = map_chunks(partial(training.factors, serial.terms_, serial.target_settings()), chunks)
+    for kind, lean in serial.data_factors_.items():
+        square = tree_reduce([linalg.square_factor(p[kind]) for p in pieces],
+                             lambda a, b: linalg.combine_factors([a, b]))
+        gram, reference = lean.T @ lean, square.T @ square
+        assert np.abs(gram - reference).max() <= 1e-10 * np.abs(reference).max(), kind
+    square_model = clone(serial)
+    square_model.__dict__.update({k: v for k, v in vars(serial).items() if k.endswith("_")})
+    square_model.data_factors_ = {kind: linalg.square_factor(f)
+                                  for kind, f in serial.data_factors_.items()}
+    square_model.solve_coefficients()  # the jitter of 1e-8 leaves α itself ill-conditioned
+    assert np.abs(square_model.alpha_ - serial.alpha_).max() <= 1e-7 * np.abs(serial.alpha_).max()
+    np.testing.assert_allclose(square_model.predict(structures[:3]), serial.predict(structures[:3]),
+                               rtol=1e-9)
+
+
 def test_joblib_fit_equals_serial(serial, structures):
     model = small_model(n_jobs=2).fit(structures)
     assert_same_fit(model, serial)
@@ -222,6 +247,10 @@ def test_dask_fit_equals_serial(serial, structures, client):
     model = small_model(backend=client).fit(structures)
     assert_same_fit(model, serial)
     assert model.worker_peak_memory_mb_ > 50
+    # the reduction on the workers keeps the factors lean, like the serial one
+    assert {kind: f.shape for kind, f in model.data_factors_.items()} == \
+        {kind: f.shape for kind, f in serial.data_factors_.items()}
+    assert model.data_factors_["energy"].shape[0] == N_CONFIGS
 
 
 def test_dask_fit_from_files_equals_serial(serial, train_file, client):

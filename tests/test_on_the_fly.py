@@ -49,6 +49,25 @@ def test_a_loaded_model_updates_exactly_as_the_fitted_one(tmp_path):
     assert not np.allclose(plain.alpha_, fitted.alpha_, rtol=1e-6)
 
 
+def test_a_model_file_with_square_factors_loads_and_updates_as_the_lean_one(tmp_path):
+    """Files written before factors were kept lean hold (M+1)² factors (packed triangles):
+    they load, predict and update like the lean model."""
+    from gapfit.gp import linalg
+    data = make_cu_structures(4, seed=9, repeat=(2, 1, 1))
+    lean = pair_model().fit(data[:2])
+    assert lean.data_factors_["energy"].shape[0] == 2  # two configurations: two rows
+    old = pair_model().fit(data[:2])
+    old.data_factors_ = {kind: linalg.square_factor(f) for kind, f in old.data_factors_.items()}
+    old.solve_coefficients().save(tmp_path / "old.gap")
+    loaded = gapfit.load(tmp_path / "old.gap")
+    size = lean.alpha_.size + 1
+    assert all(f.shape == (size, size) for f in loaded.data_factors_.values())
+    np.testing.assert_allclose(loaded.predict(data[2:]), lean.predict(data[2:]), rtol=1e-9)
+    lean.update(data[2:])
+    loaded.update(data[2:])
+    np.testing.assert_allclose(loaded.predict(data), lean.predict(data), rtol=1e-9)
+
+
 def test_a_model_file_without_data_factors_is_refused_with_a_reason(tmp_path):
     model = pair_model().fit(make_cu_structures(2, seed=8, repeat=(2, 1, 1)))
     del model.data_factors_

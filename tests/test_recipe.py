@@ -117,8 +117,14 @@ def test_a_budget_too_small_still_fits_with_a_warning(split):
     train, test = split
     with pytest.warns(UserWarning, match="time budget"):
         model = gapfit.GAP(random_state=0, recipe="search", search_time=0.0).fit(train)
-    assert model.recipe_.chosen == model.recipe_.candidates[0].name
-    assert sum(np.isfinite(c.log_evidence_per_row) for c in model.recipe_.candidates) == 1
+    # only the reference's term set is screened, with each sigma option
+    options = model.recipe_.candidates[:len(recipe.SIGMA_OPTIONS)]
+    assert model.recipe_.chosen in [c.name for c in options]
+    assert [c.scales for c in options] == list(recipe.SIGMA_OPTIONS)
+    assert sum(np.isfinite(c.log_evidence_per_row)
+               for c in model.recipe_.candidates) == len(recipe.SIGMA_OPTIONS)
+    assert model.noise_.scale("virial") == pytest.approx(
+        model.recipe_.chosen_scales().get("virial", 1.0) * model.noise_.scale("energy"))
     assert np.all(np.isfinite(model.predict(test)))
 
 
@@ -162,3 +168,54 @@ def test_explicit_terms_skip_the_search(split):
         warnings.simplefilter("error")
         model = gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10)], random_state=0).fit(train)
     assert not hasattr(model, "recipe_")
+
+
+def _small_terms():
+    return [gapfit.TwoBody(cutoff=4.0, theta=0.8, n_sparse=10),
+            gapfit.SOAP(r_cut=3.6, n_max=4, l_max=3, zeta=2, n_sparse=40)]
+
+
+def test_sigma_scales_by_re_solving_equal_a_fit_with_those_sigmas(split):
+    train, test = split
+    settings = dict(terms=_small_terms(), random_state=0, optimize_hyperparameters=False)
+    fitted = gapfit.GAP(**settings).fit(train)
+    resolved = fitted.with_sigma_scales({"virial": 0.3, "forces": 2.0})
+    direct = gapfit.GAP(virial_sigma=0.05 * 0.3, force_sigma=0.05 * 2.0, **settings).fit(train)
+    # energies (eV) equal to rounding (α is ill-conditioned at a jitter of 1e-8)
+    np.testing.assert_allclose(resolved.predict(test), direct.predict(test), rtol=0, atol=1e-7)
+    assert np.abs(resolved.predict(test) - fitted.predict(test)).max() > 1e-4
+    assert resolved.noise_.scales == {"virial": 0.3, "forces": 2.0}
+    assert fitted.noise_.scales == {}  # the original is untouched
+    with pytest.raises(ValueError, match="fitted to"):
+        fitted.with_sigma_scales({"stress": 0.3})
+    with pytest.raises(ValueError, match="positive"):
+        fitted.with_sigma_scales({"virial": 0.0})
+
+
+def test_cross_validation_of_a_sigma_option_equals_cv_with_those_sigmas(split):
+    train, _ = split
+    subset = recipe.screen(train)
+    assignment = recipe.folds(subset)
+    model = gapfit.GAP(random_state=0)
+    both = recipe.cross_validate(model, _small_terms(), subset, assignment,
+                                 ({}, {"virial": 0.3}))
+    direct = recipe.cross_validate(gapfit.GAP(random_state=0, virial_sigma=0.015),
+                                   _small_terms(), subset, assignment)[0]
+    for kind in recipe.KINDS:
+        assert both[1][0][kind] == pytest.approx(direct[0][kind], rel=1e-6)
+    assert both[0][0]["stress"] != pytest.approx(both[1][0]["stress"], rel=1e-3)
+    assert both[1][3] == pytest.approx(direct[3], rel=1e-6)  # log evidence per row
+
+
+def test_atom_width_candidates_change_only_the_soap_width():
+    name, terms = recipe.candidates(2.7)[2]
+    widths = recipe.with_atom_widths(name, terms)
+    assert [w for w, _ in widths] == [f"{name} a{a:g}" for a in recipe.ATOM_WIDTHS]
+    for (_, changed), width in zip(widths, recipe.ATOM_WIDTHS):
+        settings = [recipe.term_settings(t) for t in changed]
+        original = [recipe.term_settings(t) for t in terms]
+        assert [s.pop("sigma", None) for s in settings] == [None, width]
+        assert [s.pop("sigma", None) for s in original] == [None, 0.5]
+        assert settings == original
+        assert recipe.md_cost(changed) == recipe.md_cost(terms)
+    assert recipe.with_atom_widths("pair", [gapfit.TwoBody()]) == []

@@ -173,7 +173,8 @@ class TargetSettings:
 
 
 def factors(terms, settings, chunk):
-    """R factors {"energy", "forces", "virial": (M+1, M+1)} of one chunk (step 3)."""
+    """Lean R factors {"energy", "forces", "virial": (min(rows, M+1), M+1)} of one chunk
+    (step 3; ``gapfit.gp.linalg.weighted_factor``)."""
     structures = chunk.load()
     labels = check_labels(structures, need_forces=settings.fit_forces)
     rows = design_rows(terms, structures)

@@ -4,6 +4,7 @@ scikit-learn conventions with a list of ``ase.Atoms`` as X: parameters are
 stored unchanged by ``__init__``, everything learned ends in ``_``, ``fit``
 returns self. Array-input validation of scikit-learn does not apply.
 """
+import copy
 import logging
 import os
 import time
@@ -188,6 +189,8 @@ class GAP(BaseEstimator):
         terms = self.terms
         if terms is None and self._searches():
             terms, self.recipe_ = recipe.search(self, [a for c in chunks for a in c.load()])
+            if hyperparameters is None:  # (a refit's scales hold the recipe's already)
+                self.noise_ = self.noise_.with_scales(self.recipe_.chosen_scales())
         elif terms is None:
             terms = default_terms()
         self.terms_ = [clone(term).build(self.species_) for term in terms]
@@ -279,6 +282,26 @@ class GAP(BaseEstimator):
         and the prior; the one place where coefficients are computed. Returns self."""
         self.alpha_, self.factor_ = gp.solve(list(self.data_factors_.values()), self.prior_factor())
         return self
+
+    def with_sigma_scales(self, scales):
+        """A copy of this fitted model re-solved with the sigmas of some target kinds
+        multiplied by ``scales`` ({"energy" | "forces" | "virial": factor > 0}), without a
+        refit: a kind's rows are weighted by 1/σ, so its data R factor is divided by the
+        factor; the noise model's scales are multiplied, so ``update`` weighs new data alike.
+        The copy shares the fitted terms (sparse points, deltas) with this model."""
+        check_is_fitted(self, "data_factors_")
+        unknown = sorted(set(scales) - set(self.data_factors_))
+        if unknown:
+            raise ValueError(f"sigma scales for {unknown}: the model was fitted to "
+                             f"{sorted(self.data_factors_)} only")
+        if any(not float(factor) > 0 for factor in scales.values()):
+            raise ValueError(f"sigma scales must be positive, got {scales}")
+        resolved = copy.copy(self)
+        resolved.data_factors_ = {kind: factor / float(scales.get(kind, 1.0))
+                                  for kind, factor in self.data_factors_.items()}
+        resolved.noise_ = self.noise_.with_scales(scales)
+        resolved._posterior = None
+        return resolved.solve_coefficients()
 
     def _learn_force_score_scale(self, chunks):
         """``force_score_scale_`` (1/Å) of the cheap force score on a few hundred training

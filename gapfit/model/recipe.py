@@ -19,6 +19,11 @@ stays within ``MAX_MD_COST_RATIO`` of the reference's (unless ``prefer="accuracy
 with the lowest score is fitted to all data. Only the training set enters; the log marginal
 likelihood per row of the fold fits is reported beside the scores (it ranks energies unlike
 the test error on mlearn Mo, so it does not choose).
+
+The search has two stages: the structural candidates above, then the best of them with the
+SOAP atom widths of ATOM_WIDTHS. Every term set is also scored with each sigma option of
+SIGMA_OPTIONS (the virial sigma × 0.3) by re-solving its fold fits, which costs no refit;
+the chosen option's factors multiply the model's sigmas in the final fit.
 """
 import logging
 import time
@@ -30,6 +35,7 @@ from sklearn.base import clone
 
 from ..evaluate.errors import parity_data
 from ..structures.neighbors import build_neighbor_list
+from ..uncertainty.hyperparameters import common_scale, structures_noise
 from .quip_terms import QuipSOAP
 from .terms import SOAP, TwoBody
 
@@ -56,6 +62,15 @@ SEARCH_SPARSE = 1500
 # SOAP cutoffs as multiples of the median nearest-neighbour distance, and their bounds (Å)
 CUTOFF_MULTIPLES = (1.85, 2.05, 2.25)
 CUTOFF_BOUNDS = (3.5, 7.0)
+# SOAP atom widths (Å) screened on the best candidate of the first stage (0.5 Å, the SOAP
+# default, is the first stage's own): 3-fold CV on mlearn preferred 0.35 to 0.5 on Mo (E 1.97
+# against 2.27 meV/atom, F 88.7 against 92.3 meV/Å) and Si (E 2.40 against 2.69), at the
+# same MD cost (same basis and neighbours; docs/recipe_research.md, recipe3)
+ATOM_WIDTHS = (0.35, 0.3)
+# sigma options scored on every candidate's fold fits by re-solving them (no refit,
+# ``GAP.with_sigma_scales``): the model's own sigmas, and the virial sigma × 0.3, the CV
+# stress optimum in every mlearn Mo run (CV S -5 to -11 %; recipe3)
+SIGMA_OPTIONS = ({}, {"virial": 0.3})
 PREFERENCES = ("speed", "accuracy")
 KINDS = ("energy", "forces", "stress")
 # display factors: meV/atom, meV/Å, GPa (from eV/atom, eV/Å, eV/Å³)
@@ -76,7 +91,10 @@ class Candidate:
     log_evidence_per_row : mean over the fold fits of the log marginal likelihood divided by
         the number of target rows (dimensionless; a diagnostic, not the choice).
     md_cost_ratio : estimated MD time per atom relative to the reference recipe.
-    seconds : wall time of its k fold fits and predictions (s).
+    seconds : wall time of its k fold fits and predictions (s); candidates that differ only
+        in ``scales`` share those fits, so each reports the same time.
+    scales : {target kind: factor} applied to the model's sigmas (``SIGMA_OPTIONS``; {} for
+        the sigmas as set), by re-solving the fold fits in CV and in the final fit.
     """
 
     name: str
@@ -110,6 +128,10 @@ class RecipeReport:
     def to_dict(self):
         return asdict(self)
 
+    def chosen_scales(self):
+        """The chosen candidate's sigma factors ({target kind: factor})."""
+        return dict(next(c.scales for c in self.candidates if c.name == self.chosen))
+
     @classmethod
     def from_dict(cls, record):
         record = dict(record)
@@ -121,13 +143,13 @@ class RecipeReport:
         lines = [f"recipe search: d1 = {self.nearest_neighbour_distance:.3f} Å, {self.folds}-fold"
                  f" CV on a screen of {self.screen_configurations} configurations,"
                  f" {self.seconds:.0f} s",
-                 f"{'candidate':34s} {'CV E meV/at':>11s} {'F meV/Å':>8s} {'S GPa':>6s}"
+                 f"{'candidate':42s} {'CV E meV/at':>11s} {'F meV/Å':>8s} {'S GPa':>6s}"
                  f" {'score':>6s} {'logev/row':>9s} {'MD cost':>8s} {'fit s':>6s}"]
         for c in self.candidates:
             mark = " <- chosen" if c.name == self.chosen else ""
             mae = [c.cv_mae.get(kind, float("nan")) for kind in KINDS]
             note = f" ({c.reason})" if c.reason and not mark else ""
-            lines.append(f"{c.name:34s} {mae[0]:11.2f} {mae[1]:8.1f} {mae[2]:6.3f}"
+            lines.append(f"{c.name:42s} {mae[0]:11.2f} {mae[1]:8.1f} {mae[2]:6.3f}"
                          f" {c.score:6.3f} {c.log_evidence_per_row:9.3f}"
                          f" {c.md_cost_ratio:7.2f}x {c.seconds:6.1f}{mark}{note}")
         if np.isfinite(self.final_md_us_per_atom):
@@ -278,16 +300,57 @@ def _target_rows(structures, model):
     return rows
 
 
-def cross_validate(model, terms, subset, assignment):
-    """(cv_mae, cv_groups, per-configuration errors, log evidence per row) of ``terms`` fitted
-    with ``model``'s settings: k fits, each to all folds but one, predicting the held-out one.
-    MAEs in display units; the per-configuration errors ({"energy": |error| meV/atom, "forces":
-    mean |component error| meV/Å, "groups": config_type}) are in ``subset`` order."""
-    errors = {kind: [] for kind in KINDS}
-    groups = {kind: [] for kind in KINDS}
-    per_config = {"energy": [np.nan] * len(subset), "forces": [np.nan] * len(subset),
-                  "groups": [_group_of(a) for a in subset]}
-    evidence = []
+class _HeldOutErrors:
+    """The held-out errors of one candidate's fold fits, gathered fold by fold (display units:
+    meV/atom, meV/Å, GPa)."""
+
+    def __init__(self, subset):
+        self.subset = subset
+        self.errors = {kind: [] for kind in KINDS}
+        self.groups = {kind: [] for kind in KINDS}
+        self.per_config = {"energy": [np.nan] * len(subset), "forces": [np.nan] * len(subset),
+                           "groups": [_group_of(a) for a in subset]}
+        self.evidence = []
+
+    def add(self, fitted_model, held):
+        """The errors of ``fitted_model`` on the screen configurations ``held`` (indices)."""
+        for index in held:
+            parity = parity_data(fitted_model, [self.subset[index]])
+            for kind in KINDS:
+                series = parity.series(kind)
+                self.errors[kind].append(np.abs(series.errors))
+                self.groups[kind].append(series.config_types)
+                if kind in ("energy", "forces") and series.errors.size:
+                    self.per_config[kind][index] = float(
+                        _DISPLAY[kind] * np.abs(series.errors).mean())
+
+    def summary(self):
+        """(cv_mae, cv_groups, per-configuration errors, mean log evidence per row)."""
+        cv_mae, cv_groups = {}, {}
+        for kind in KINDS:
+            values = np.concatenate(self.errors[kind]) if self.errors[kind] else np.zeros(0)
+            if values.size:
+                cv_mae[kind] = float(_DISPLAY[kind] * values.mean())
+        for kind in ("energy", "forces"):
+            if not self.errors[kind]:
+                continue
+            values, labels = np.concatenate(self.errors[kind]), np.concatenate(self.groups[kind])
+            for group in sorted(set(labels)):
+                cv_groups.setdefault(group, [float("nan"), float("nan")])
+                cv_groups[group][0 if kind == "energy" else 1] = float(
+                    _DISPLAY[kind] * values[labels == group].mean())
+        evidence = float(np.mean(self.evidence)) if self.evidence else float("nan")
+        return cv_mae, cv_groups, self.per_config, evidence
+
+
+def cross_validate(model, terms, subset, assignment, sigma_options=({},)):
+    """[(cv_mae, cv_groups, per-configuration errors, log evidence per row)], one per sigma
+    option ({target kind: factor on the sigmas}), of ``terms`` fitted with ``model``'s
+    settings: k fits, each to all folds but one, re-solved for every option (no refit,
+    ``GAP.with_sigma_scales``) and predicting the held-out fold. MAEs in display units; the
+    per-configuration errors ({"energy": |error| meV/atom, "forces": mean |component error|
+    meV/Å, "groups": config_type}) are in ``subset`` order."""
+    tallies = [_HeldOutErrors(subset) for _ in sigma_options]
     for fold in range(assignment.max() + 1):
         fitted = [a for a, f in zip(subset, assignment) if f != fold]
         held = [i for i, f in enumerate(assignment) if f == fold]
@@ -296,30 +359,21 @@ def cross_validate(model, terms, subset, assignment):
         trial = clone(model).set_params(terms=_screen_terms(terms), optimize_hyperparameters="scale",
                                         verbose=False, search_time=None, recipe="fixed")
         trial.fit(fitted)
-        evidence.append(trial.hyperparameter_result_["log_marginal_likelihood_after"]
-                        / _target_rows(fitted, trial))
-        for index in held:
-            parity = parity_data(trial, [subset[index]])
-            for kind in KINDS:
-                series = parity.series(kind)
-                errors[kind].append(np.abs(series.errors))
-                groups[kind].append(series.config_types)
-                if kind in ("energy", "forces") and series.errors.size:
-                    per_config[kind][index] = float(_DISPLAY[kind] * np.abs(series.errors).mean())
-    cv_mae, cv_groups = {}, {}
-    for kind in KINDS:
-        values = np.concatenate(errors[kind]) if errors[kind] else np.zeros(0)
-        if values.size:
-            cv_mae[kind] = float(_DISPLAY[kind] * values.mean())
-    for kind in ("energy", "forces"):
-        if not errors[kind]:
-            continue
-        values, labels = np.concatenate(errors[kind]), np.concatenate(groups[kind])
-        for group in sorted(set(labels)):
-            cv_groups.setdefault(group, [float("nan"), float("nan")])
-            cv_groups[group][0 if kind == "energy" else 1] = float(
-                _DISPLAY[kind] * values[labels == group].mean())
-    return cv_mae, cv_groups, per_config, float(np.mean(evidence)) if evidence else float("nan")
+        rows = _target_rows(fitted, trial)
+        for tally, option in zip(tallies, sigma_options):
+            # a kind without rows in this fit (no stresses) has nothing to re-weigh
+            scales = {kind: f for kind, f in option.items() if kind in trial.data_factors_}
+            if scales:
+                resolved = trial.with_sigma_scales(scales)
+                # its evidence at its own best common scale, as the trial's own
+                *_, after = common_scale(resolved, structures_noise(resolved, fitted))
+                tally.evidence.append(after / rows)
+                tally.add(resolved, held)
+            else:
+                tally.evidence.append(
+                    trial.hyperparameter_result_["log_marginal_likelihood_after"] / rows)
+                tally.add(trial, held)
+    return [tally.summary() for tally in tallies]
 
 
 def worse_groups(candidate, reference):
@@ -366,36 +420,107 @@ def judge(listed, prefer):
     return min(allowed, key=lambda c: c.score)
 
 
+def _fitted_kinds(structures, model):
+    """The target kinds ("energy", "forces", "virial") ``model``'s settings fit on
+    ``structures``."""
+    kinds = {"energy"} | ({"forces"} if model.fit_forces else set())
+    if model.fit_virial and any(atoms.pbc.all() and "stress" in getattr(atoms.calc, "results", {})
+                                for atoms in structures):
+        kinds.add("virial")
+    return kinds
+
+
+def _option_name(name, scales):
+    """A candidate's name with its sigma factors, e.g. "... σV×0.3"."""
+    letters = {"energy": "E", "forces": "F", "virial": "V"}
+    return name + "".join(f" σ{letters[kind]}×{factor:g}" for kind, factor in sorted(scales.items()))
+
+
+def with_atom_widths(name, terms):
+    """(name, terms) of ``terms`` with each of ATOM_WIDTHS as the SOAP atom width (``sigma``,
+    Å) in place of its own; none without a SOAP term."""
+    found = []
+    for width in ATOM_WIDTHS:
+        changed = [clone(term).set_params(sigma=width) if isinstance(term, SOAP) else clone(term)
+                   for term in terms]
+        if any(isinstance(term, SOAP) and term.sigma != width for term in terms):
+            found.append((f"{name} a{width:g}", changed))
+    return found
+
+
+class _Screening:
+    """The candidates screened so far, each term set once with all its sigma options, and
+    the time budget they share."""
+
+    def __init__(self, model, subset, options, reference_cost):
+        self.model, self.subset, self.options = model, subset, options
+        self.assignment = folds(subset)
+        self.reference_cost = reference_cost
+        # by candidate name: its terms, and the name of its term set (without sigma options)
+        self.listed, self.terms, self.term_set, self.notes = [], {}, {}, []
+        self.start = time.perf_counter()
+
+    def over_budget(self):
+        budget = self.model.search_time
+        return budget is not None and time.perf_counter() - self.start > budget
+
+    def add(self, name, terms, screen=True):
+        """List the candidates of one term set (one per sigma option), cross-validated
+        together unless ``screen`` is False."""
+        listed = [Candidate(_option_name(name, scales), [term_settings(t) for t in terms],
+                            scales=dict(scales)) for scales in self.options]
+        for candidate in listed:
+            self.terms[candidate.name] = terms
+            self.term_set[candidate.name] = name
+        self.listed += listed
+        if not screen:
+            return
+        began = time.perf_counter()
+        results = cross_validate(self.model, terms, self.subset, self.assignment, self.options)
+        seconds = time.perf_counter() - began
+        for candidate, result in zip(listed, results):
+            (candidate.cv_mae, candidate.cv_groups, candidate.cv_configurations,
+             candidate.log_evidence_per_row) = result
+            candidate.seconds = seconds
+            candidate.md_cost_ratio = md_cost(terms) / self.reference_cost
+            logger.info("recipe search: %s: CV MAE %s, MD cost %.2fx (%.1f s)", candidate.name,
+                        candidate.cv_mae, candidate.md_cost_ratio, candidate.seconds)
+
+    def add_within_budget(self, proposed, stage):
+        """Screen each (name, terms) while the budget lasts (the first candidate always);
+        list the rest unscreened."""
+        for name, terms in proposed:
+            stop = bool(self.listed) and self.over_budget()
+            if stop and not self.notes:
+                self.notes.append(f"time budget of {self.model.search_time:.0f} s reached in "
+                                  f"the {stage}; the best screened so far is used")
+            self.add(name, terms, screen=not stop)
+
+
 def search(model, structures):
-    """(terms, RecipeReport) for ``model``'s settings on ``structures`` (labelled Atoms)."""
-    start = time.perf_counter()
+    """(terms, RecipeReport) for ``model``'s settings on ``structures`` (labelled Atoms).
+
+    Two stages: the structural candidates (``candidates``), then the best of them with the
+    other SOAP atom widths (ATOM_WIDTHS); every term set with each of SIGMA_OPTIONS that
+    applies to the data. The chosen candidate's sigma factors are ``report.chosen_scales()``.
+    """
     prefer = model.prefer
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
     d1 = nearest_neighbour_distance(structures)
     subset = screen(structures, model.random_state)
-    assignment = folds(subset)
+    kinds = _fitted_kinds(subset, model)
+    options = [scales for scales in SIGMA_OPTIONS if set(scales) <= kinds]
     proposed = candidates(d1, prefer)
-    objects = dict(proposed)
-    listed = [Candidate(name, [term_settings(term) for term in terms]) for name, terms in proposed]
-    reference_cost = md_cost(proposed[0][1])
-    notes = []
-    budget = model.search_time
-    for index, candidate in enumerate(listed):
-        if budget is not None and index > 0 and time.perf_counter() - start > budget:
-            notes.append(f"time budget of {budget:.0f} s reached after {index} of {len(listed)}"
-                         " candidates; the best screened so far is used")
-            break
-        began = time.perf_counter()
-        terms = objects[candidate.name]
-        (candidate.cv_mae, candidate.cv_groups, candidate.cv_configurations,
-         candidate.log_evidence_per_row) = cross_validate(model, terms, subset, assignment)
-        candidate.seconds = time.perf_counter() - began
-        candidate.md_cost_ratio = md_cost(terms) / reference_cost
-        logger.info("recipe search: %s: CV MAE %s, MD cost %.2fx (%.1f s)", candidate.name,
-                    candidate.cv_mae, candidate.md_cost_ratio, candidate.seconds)
-    best = judge(listed, prefer)
-    for note in notes:
+    screening = _Screening(model, subset, options, md_cost(proposed[0][1]))
+    screening.add_within_budget(proposed, "structural stage")
+    best = judge(screening.listed, prefer)
+    screening.add_within_budget(with_atom_widths(screening.term_set[best.name],
+                                                 screening.terms[best.name]),
+                                "atom-width stage")
+    best = judge(screening.listed, prefer)
+    for note in screening.notes:
         warnings.warn(f"recipe search: {note}", stacklevel=3)
-    report = RecipeReport(listed, best.name, d1, len(subset), 0.0, warnings=notes)
-    return [clone(term) for term in objects[best.name]], report
+    report = RecipeReport(screening.listed, best.name, d1, len(subset), 0.0,
+                          warnings=screening.notes)
+    return [clone(term) for term in screening.terms[best.name]], report

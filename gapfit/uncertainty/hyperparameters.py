@@ -70,7 +70,8 @@ def structures_noise(model, structures):
 
 
 def _nonzero_rows(factor):
-    """An R factor without its all-zero padding rows (fewer rows to re-factorise)."""
+    """An R factor without its all-zero rows (the padding of square factors from model files
+    written before factors were kept lean): fewer rows to re-factorise."""
     return factor[np.any(factor != 0.0, axis=1)]
 
 
@@ -119,7 +120,7 @@ class MarginalLikelihood:
         """log p(y) (dimensionless; natural log of a density in the units of y)."""
         factors, covariance = self.scaled_factors(log_scales)
         prior = gp.prior_factor(covariance, self.jitter, self.jitter_relative)
-        total = gp.combine_factors(factors + [prior])
+        total = gp.total_factor(factors, prior)
         size = len(covariance)
         sigma_scales, _ = self.split(log_scales)
         log_det_noise = 2.0 * np.sum(self.log_sigma + self.n_rows * np.log(sigma_scales))
@@ -145,7 +146,7 @@ def apply_scales(model, evidence, log_scales):
     fitted deltas (``delta_``), then the coefficients (``GAP.solve_coefficients``)."""
     sigma_scales, delta_scales = evidence.split(log_scales)
     factors, _ = evidence.scaled_factors(log_scales)
-    # the scaled factors lack their zero rows: combine_factors pads them square again
+    # the scaled factors are lean already (zero rows dropped); combine_factors checks their form
     model.data_factors_ = {kind: gp.combine_factors([factor])
                            for kind, factor in zip(evidence.kinds, factors)}
     model.noise_ = model.noise_.with_scales(
@@ -214,6 +215,17 @@ def optimize(model, structures, max_factor=10.0, optimize_sigmas=True, optimize_
                                optimize_sigmas, optimize_deltas)
 
 
+def common_scale(model, noise):
+    """(evidence, λ, log p(y) at λ = 1, log p(y) at λ) for ``scale_with_noise``, without
+    changing the model: ``evidence`` is its ``MarginalLikelihood``, λ the factor on every
+    sigma and delta that maximises log p(y) along that ray (see ``scale_with_noise``)."""
+    check_is_fitted(model, "factor_")
+    evidence = MarginalLikelihood(model, noise)
+    scale = float(np.sqrt(model.factor_[-1, -1] ** 2 / evidence.n_rows.sum()))
+    log_scales = np.full(len(evidence.names), np.log(scale))
+    return evidence, scale, evidence(np.zeros(len(log_scales))), evidence(log_scales)
+
+
 def scale_with_noise(model, noise):
     """Multiply every sigma and every delta by the one factor λ that maximises log p(y) along
     that ray, in closed form; update the model.
@@ -225,12 +237,8 @@ def scale_with_noise(model, noise):
     misfit, measured by the model's own covariance, sets the size of its uncertainties.
     Returns a dict: scale, log p(y) before and after.
     """
-    check_is_fitted(model, "factor_")
-    evidence = MarginalLikelihood(model, noise)
-    scale = float(np.sqrt(model.factor_[-1, -1] ** 2 / evidence.n_rows.sum()))
-    log_scales = np.full(len(evidence.names), np.log(scale))
-    before, after = evidence(np.zeros(len(log_scales))), evidence(log_scales)
-    apply_scales(model, evidence, log_scales)
+    evidence, scale, before, after = common_scale(model, noise)
+    apply_scales(model, evidence, np.full(len(evidence.names), np.log(scale)))
     return {"scale": scale, "log_marginal_likelihood_before": float(before),
             "log_marginal_likelihood_after": float(after)}
 
