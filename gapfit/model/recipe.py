@@ -213,10 +213,11 @@ def candidates(d1, prefer="speed"):
 
 # the reference recipe's MD time per atom in parts (sum 1): a fixed part (neighbour list,
 # 2-body term, bookkeeping), the SOAP expansion and power-spectrum gradient (∝ neighbours ×
-# n_max² × (l_max+1)²) and the kernel with its gradient (∝ features × sparse points). Measured
-# on mlearn Mo and Si (128/216-atom cells, one thread, 2026-12-02): 1,500 sparse points cost
-# 1.08x the reference, l_max 8 1.40-1.45x (docs/recipe_research.md).
-MD_COST_PARTS = {"fixed": 0.25, "expansion": 0.59, "kernel": 0.16}
+# n_max² × (l_max+1)²) and the kernel with its gradient (∝ features × sparse points). Fitted
+# to ``python experiments/md_cost.py Mo default cos+ns1500 cos+ns2500 cos+l8`` (128-atom cell,
+# one thread, 2026-12-06, after the faster SOAP passes): 1,500 sparse points 1.23x the
+# reference, 2,500 1.61x, l_max 8 1.36x; these parts give 1.22, 1.65 and 1.36.
+MD_COST_PARTS = {"fixed": 0.21, "expansion": 0.36, "kernel": 0.43}
 _REFERENCE_SOAP = {"r_cut": 5.0, "n_max": 8, "l_max": 6, "n_sparse": 1000}
 
 
