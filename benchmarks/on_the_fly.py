@@ -276,7 +276,7 @@ def runaway(path, stages):
 # ----------------------------------------------------------------------------- arms
 def model_driven(start_model, start_labelled, structures, stages, oracle, directory, seed,
                  threshold, check_every, fixed=False, uncertainty="local", min_call_interval=1,
-                 refit_growth=2.0, label_new_structures=False):
+                 refit_growth=2.0, label_new_structures=False, calibration="errors"):
     """An OnTheFlyRun from the start model: on the fly (threshold in sigmas) or, ``fixed``,
     every ``check_every``-th step labelled (a fixed interval; the threshold decides refits)."""
     import copy
@@ -286,6 +286,7 @@ def model_driven(start_model, start_labelled, structures, stages, oracle, direct
                       check_every=check_every, label_every=check_every if fixed else None,
                       uncertainty=uncertainty, min_call_interval=min_call_interval,
                       refit_growth=refit_growth, label_new_structures=label_new_structures,
+                      calibration=calibration,
                       checkpoint_every=max(check_every, TRAJECTORY_EVERY),
                       trajectory_every=TRAJECTORY_EVERY, random_state=seed,
                       max_temperature_factor=RUNAWAY_FACTOR, min_distance_A=0.5)
@@ -324,7 +325,8 @@ def matching_interval(stages, calls, new_structures):
 
 def learning_settings(args):
     return {"uncertainty": args.uncertainty, "refit_growth": args.refit_growth,
-            "label_new_structures": not args.no_new_structure_labels}
+            "label_new_structures": not args.no_new_structure_labels,
+            "calibration": args.calibration}
 
 
 def run_seed(seed, args, setup, stages):
@@ -424,6 +426,9 @@ def parser():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threshold", type=float, default=2.5,
                         help="on the fly: multiples of the fitted force sigma (default 2.5)")
+    parser.add_argument("--calibration", choices=["errors", "none"], default="errors",
+                        help="on the fly: scale the latent std by the errors/stds met at the "
+                             "oracle calls (default) or compare it as it is")
     parser.add_argument("--check-every", type=int, default=1,
                         help="on the fly: MD steps between uncertainty checks (default 1)")
     parser.add_argument("--uncertainty", choices=["local", "full"], default="full",
@@ -472,7 +477,7 @@ def main(argv=None):
           f"{len(sample[0])}-atom cell and {len(sample[1])}-atom slab; stages "
           + ", ".join(f"{s.temperature_K:.0f} K" for s in stages)
           + f" ({args.steps} steps of {args.timestep:g} fs each); threshold {args.threshold:g} "
-          f"sigma_F ({args.uncertainty} uncertainty), check every {args.check_every} steps, "
+          f"sigma_F ({args.uncertainty} uncertainty, calibration {args.calibration}), check every {args.check_every} steps, "
           f"at least {args.min_call_interval} between calls, refit growth {args.refit_growth:g}, "
           f"new structures {'not ' if args.no_new_structure_labels else ''}labelled; recipe "
           f"TwoBody(n_sparse=20) + SOAP(n_max={args.n_max}, l_max={args.l_max}, "
