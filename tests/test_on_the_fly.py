@@ -216,6 +216,14 @@ def test_otf_settings_errors_name_the_problem(tmp_path, capsys):
     settings.write_text(text.replace("steps = 60", "steps = 80", 1))
     assert main(["otf", str(settings)]) == 1
     assert "other settings (stages)" in capsys.readouterr().err
+    # the calibration is a [learning] setting: a run made with the default one is not
+    # continued without it, and an unknown one is named
+    settings.write_text(text.replace("seed = 3", "seed = 3\ncalibration = \"none\""))
+    assert main(["otf", str(settings)]) == 1
+    assert "other settings (calibration)" in capsys.readouterr().err
+    settings.write_text(text.replace("seed = 3", "seed = 3\ncalibration = \"latent\""))
+    assert main(["otf", str(settings)]) == 1
+    assert "unknown calibration 'latent'" in capsys.readouterr().err
 
 
 def test_oracle_factory_with_arguments():
