@@ -348,11 +348,13 @@ def test_the_calibration_factor_pools_the_errors_and_stds_of_the_calls():
         atoms = bulk("Cu", "fcc", a=3.6).repeat((n_atoms, 1, 1))
         error = error_scale * rng.standard_normal((n_atoms, 3))
         std = 0.05 * rng.uniform(0.5, 1.5, (n_atoms, 3))
-        atoms.info.update(otf_error_ms=float(np.mean(error ** 2)), otf_predictive_ms=float(np.mean(std ** 2)))
+        atoms.info.update(otf_error_ms=float(np.mean(error ** 2)),
+                          otf_predictive_ms=float(np.mean(std ** 2)))
         frames.append(atoms)
         errors.append(error.ravel())
         stds.append(std.ravel())
-    # the slow reference: the root mean square of every component's error over that of its std
+    # the slow reference: the root mean square of every component's error over that of its
+    # predictive std
     reference = np.sqrt(np.mean(np.concatenate(errors) ** 2) / np.mean(np.concatenate(stds) ** 2))
     assert reference > 1.5
     assert on_the_fly.calibration_factor(frames) == pytest.approx(reference, rel=1e-12)

@@ -19,10 +19,11 @@ square of the errors over that of the predictive stds, pooled over every call so
 (``calibration_factor``), never below 1. The latent std's level relative to the model's errors
 differs from system to system (benchmarks/on_the_fly.py: at the calls on EMT Cu-Ag-Au the
 RMS error is 0.2-1.7 times the RMS predictive std, on a Mo SNAP 1.7-2.9 times in the bulk and
-4-7 times on a surface); the factor reads the std at the errors' scale. The noise term bounds it: as labels shrink the latent std, the factor tends to the
-errors over the noise sigma instead of growing without end (a ratio to the latent std alone
-did grow, 2.7 -> 16 on Mo, and called at every allowed step). Until a call has given a pair
-the factor is 1. ``calibration="none"`` compares the latent std itself.
+4-7 times on a surface); the factor reads the std at the errors' scale. The noise term
+bounds it: as labels shrink the latent std, the factor tends to the errors over the noise
+sigma instead of growing without end (a ratio to the latent std alone did grow, 2.7 -> 16 on
+Mo, and called at every allowed step). Until a call has given a pair the factor is 1.
+``calibration="none"`` compares the latent std itself.
 
 Files in the run folder, each written so that a kill at any moment loses no labelled data:
 
@@ -553,7 +554,8 @@ class OnTheFlyRun:
         labelled = label(atoms, self.oracle)
         labelled.info.update(info)
         if model_forces is not None and stds is not None:
-            labelled.info["otf_error_ms"] = float(np.mean((model_forces - labelled.get_forces()) ** 2))
+            errors = model_forces - labelled.get_forces()
+            labelled.info["otf_error_ms"] = float(np.mean(errors ** 2))
             labelled.info["otf_predictive_ms"] = float(np.mean(np.square(stds))
                                                        + noise_level(self.model) ** 2)
         labelled.info["otf_call"] = len(self.labelled) + 1
