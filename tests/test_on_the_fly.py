@@ -235,6 +235,14 @@ def test_otf_settings_errors_name_the_problem(tmp_path, capsys):
     settings.write_text(text.replace("steps = 60", "steps = 80", 1))
     assert main(["otf", str(settings)]) == 1
     assert "other settings (stages)" in capsys.readouterr().err
+    # the calibration is a [learning] setting: a run made with the default one is not
+    # continued without it, and an unknown one is named
+    settings.write_text(text.replace("seed = 3", "seed = 3\ncalibration = \"none\""))
+    assert main(["otf", str(settings)]) == 1
+    assert "other settings (calibration)" in capsys.readouterr().err
+    settings.write_text(text.replace("seed = 3", "seed = 3\ncalibration = \"latent\""))
+    assert main(["otf", str(settings)]) == 1
+    assert "unknown calibration 'latent'" in capsys.readouterr().err
 
 
 def test_oracle_factory_with_arguments():
@@ -289,7 +297,7 @@ def test_calls_keep_the_minimum_interval_and_a_new_structure_is_labelled_and_ref
     def run(folder, threshold, **settings):
         return on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / folder, model=model,
                                       training=start[:1], threshold=threshold, refit_growth=None,
-                                      random_state=6, **settings).run()
+                                      random_state=6, **{"calibration": "none", **settings}).run()
 
     # a tiny threshold calls at every step of the first stage (its step 0 is the training start)
     every = run("every", 1e-6)
@@ -349,3 +357,88 @@ def test_the_local_source_reads_the_driving_calculators_forces_std():
     assert on_the_fly.frame_uncertainty(model, bare, source="local")[0] == pytest.approx(value)
     with pytest.raises(ValueError, match="unknown uncertainty source"):
         on_the_fly.frame_uncertainty(model, bare, source="exact")
+
+
+# ------------------------------------------------------------------ calibrated threshold
+def test_the_calibration_factor_pools_the_errors_and_stds_of_the_calls():
+    rng = np.random.default_rng(3)
+    frames, errors, stds = [], [], []
+    for n_atoms, error_scale in ((2, 0.3), (5, 0.1), (3, 0.2)):
+        atoms = bulk("Cu", "fcc", a=3.6).repeat((n_atoms, 1, 1))
+        error = error_scale * rng.standard_normal((n_atoms, 3))
+        std = 0.05 * rng.uniform(0.5, 1.5, (n_atoms, 3))
+        atoms.info.update(otf_error_ms=float(np.mean(error ** 2)),
+                          otf_predictive_ms=float(np.mean(std ** 2)))
+        frames.append(atoms)
+        errors.append(error.ravel())
+        stds.append(std.ravel())
+    # the slow reference: the root mean square of every component's error over that of its
+    # predictive std
+    reference = np.sqrt(np.mean(np.concatenate(errors) ** 2) / np.mean(np.concatenate(stds) ** 2))
+    assert reference > 1.5
+    assert on_the_fly.calibration_factor(frames) == pytest.approx(reference, rel=1e-12)
+    # frames without a pair (start labels, frames of older runs) are skipped
+    frames.append(bulk("Cu", "fcc", a=3.6))
+    assert on_the_fly.calibration_factor(frames) == pytest.approx(reference, rel=1e-12)
+    # no pair: no calibration; errors below the stds: the latent std is not scaled down
+    assert on_the_fly.calibration_factor(frames[-1:]) == 1.0
+    small = bulk("Cu", "fcc", a=3.6)
+    small.info.update(otf_error_ms=1e-4, otf_predictive_ms=4e-4)
+    assert on_the_fly.calibration_factor([small]) == 1.0
+
+
+def test_calibrated_calls_fire_where_the_latent_std_alone_stays_below_the_threshold(tmp_path):
+    import copy
+    from ase.calculators.emt import EMT
+    start = make_cu_structures(2, seed=15, repeat=(2, 2, 1), rattle=0.05)
+    start[1].rattle(0.05, seed=2)
+    # a pair potential for many-body EMT, with a small noise sigma: its errors are several
+    # times its predictive std
+    model = pair_model(force_sigma=0.01, optimize_hyperparameters=False).fit(start[:1])
+    sigma_F = on_the_fly.noise_level(model)
+    stages = [on_the_fly.Stage(steps=20, temperature_K=300.0, timestep_fs=2.0, structure=1)]
+
+    def run(folder, calibration):
+        return on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / folder,
+                                      model=copy.deepcopy(model), training=start[:1], threshold=4.0,
+                                      refit_growth=None, random_state=6, min_call_interval=5,
+                                      label_new_structures=True, calibration=calibration).run()
+
+    plain = run("none", "none")
+    assert [a.info["config_type"] for a in plain.labelled] == ["new_structure"]
+    calibrated = run("errors", "errors")
+    kinds = [a.info["config_type"] for a in calibrated.labelled]
+    assert kinds[0] == "new_structure" and kinds.count("on_the_fly") >= 2
+    # the pair stored with the new structure's label, against a slow reference: the start
+    # model's force errors there and its latent variances plus the noise sigma squared
+    reference = start[1].copy()
+    reference.calc = EMT()
+    errors = model.predict_structure(start[1]).forces - reference.get_forces()
+    stds = model.predict_variances([start[1]])[0].forces_std
+    first = calibrated.labelled[0].info
+    assert first["otf_error_ms"] == pytest.approx(np.mean(errors ** 2), rel=1e-8)
+    assert first["otf_predictive_ms"] == pytest.approx(np.mean(stds ** 2) + sigma_F ** 2, rel=1e-8)
+    factor = np.sqrt(np.mean(errors ** 2) / (np.mean(stds ** 2) + sigma_F ** 2))
+    assert factor > 2
+    # the next call compared its latent std with 4 sigma_F over that factor
+    second = calibrated.labelled[1].info
+    assert second["otf_threshold"] == pytest.approx(4.0 * sigma_F / factor, rel=1e-6)
+    assert second["otf_uncertainty"] < 4.0 * sigma_F < factor * second["otf_uncertainty"]
+    # the factor lives in labelled.xyz: a run restored from the folder has the same, and
+    # only a non-default calibration is written into settings.json
+    restored = on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / "errors", model=model,
+                                      training=start[:1], threshold=4.0, refit_growth=None,
+                                      random_state=6, min_call_interval=5,
+                                      label_new_structures=True)
+    assert restored.run().oracle_calls == calibrated.oracle_calls
+    assert restored.calibration_factor() == pytest.approx(
+        on_the_fly.calibration_factor(calibrated.labelled), rel=1e-9)
+    assert "calibration" not in json.loads((tmp_path / "errors" / "settings.json").read_text())
+    assert json.loads((tmp_path / "none" / "settings.json").read_text())["calibration"] == "none"
+    with pytest.raises(ValueError, match="calibration"):
+        on_the_fly.OnTheFlyRun(EMT(), start, stages, tmp_path / "none", model=model,
+                               training=start[:1], threshold=4.0, refit_growth=None,
+                               random_state=6, min_call_interval=5,
+                               label_new_structures=True).run()
+    with pytest.raises(ValueError, match="unknown calibration 'latent'"):
+        run("bad", "latent")

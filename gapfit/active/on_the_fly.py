@@ -11,6 +11,20 @@ The threshold is relative to the model's own noise level by default: a multiple 
 fitted force sigma (``force_sigma`` times any optimised scale), so one number serves every
 system. ``threshold_unit="eV/A"`` takes it as an absolute force std (eV/Å) instead.
 
+What is compared with it is, by default (``calibration="errors"``), the frame's largest latent
+force std times a calibration factor learnt from the oracle calls themselves: at every call
+the runner knows the model's force errors on the frame before its label and its predictive
+stds there (latent variance plus the noise sigma squared), and the factor is the root mean
+square of the errors over that of the predictive stds, pooled over every call so far
+(``calibration_factor``), never below 1. The latent std's level relative to the model's errors
+differs from system to system (benchmarks/on_the_fly.py: at the calls on EMT Cu-Ag-Au the
+RMS error is 0.2-1.7 times the RMS predictive std, on a Mo SNAP 1.7-2.9 times in the bulk and
+4-7 times on a surface); the factor reads the std at the errors' scale. The noise term
+bounds it: as labels shrink the latent std, the factor tends to the errors over the noise
+sigma instead of growing without end (a ratio to the latent std alone did grow, 2.7 -> 16 on
+Mo, and called at every allowed step). Until a call has given a pair the factor is 1.
+``calibration="none"`` compares the latent std itself.
+
 Files in the run folder, each written so that a kill at any moment loses no labelled data:
 
 - ``labelled.xyz``: every oracle-labelled frame, extended XYZ, appended and synced to disk
@@ -45,6 +59,7 @@ THRESHOLD_UNITS = ("sigma", "eV/A")
 UNCERTAINTY_SOURCES = ("full", "local")
 SCORES = ("forces", "forces_rms")
 REFIT_POLICIES = ("auto", "never")
+CALIBRATIONS = ("errors", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,18 +101,11 @@ def noise_level(model):
     return float(model.noise_.force_sigma) * model.noise_.scale("forces")
 
 
-def frame_uncertainty(model, atoms, score="forces", source="full", posterior=None):
-    """The force uncertainty of one frame (eV/Å): the largest force-component std
-    (``score="forces"``) or their root mean square ("forces_rms").
-
-    source : "full", the exact latent posterior force std (``gapfit.uncertainty.posterior``);
-        "local", the latent part of the cheap force score that
-        ``GAPCalculator(model, uncertainty="local")`` reports (``forces_latent_score``, one
-        value per atom), read from the results of the calculator driving ``atoms`` when it is
-        such a calculator of ``model``. Both leave out the label noise, so the threshold
-        compares what more data can lower. Returns (score, posterior), the
-        posterior to pass back in while the model is unchanged.
-    """
+def force_stds(model, atoms, source="full", posterior=None):
+    """The latent force stds of one frame (eV/Å): (N, 3) posterior force-component stds
+    (``source="full"``) or the (N,) per-atom latent force score of the "local" calculator
+    (see ``frame_uncertainty``). Returns (stds, posterior), the posterior to pass back in
+    while the model is unchanged."""
     from ..md.calculator import GAPCalculator
     if source == "full":
         from ..uncertainty.posterior import Posterior, structure_targets, target_variances
@@ -115,11 +123,54 @@ def frame_uncertainty(model, atoms, score="forces", source="full", posterior=Non
     else:
         raise ValueError(f"unknown uncertainty source {source!r} (choose from "
                          f"{', '.join(UNCERTAINTY_SOURCES)})")
+    return np.asarray(stds, dtype=float), posterior
+
+
+def reduce_stds(stds, score="forces"):
+    """One frame's uncertainty (eV/Å) from its stds: the largest (``score="forces"``) or
+    their root mean square ("forces_rms")."""
     if score == "forces":
-        return float(np.max(stds)), posterior
+        return float(np.max(stds))
     if score == "forces_rms":
-        return float(np.sqrt(np.mean(np.square(stds)))), posterior
+        return float(np.sqrt(np.mean(np.square(stds))))
     raise ValueError(f"unknown uncertainty score {score!r} (choose from {', '.join(SCORES)})")
+
+
+def frame_uncertainty(model, atoms, score="forces", source="full", posterior=None):
+    """The force uncertainty of one frame (eV/Å): the largest force-component std
+    (``score="forces"``) or their root mean square ("forces_rms").
+
+    source : "full", the exact latent posterior force std (``gapfit.uncertainty.posterior``);
+        "local", the latent part of the cheap force score that
+        ``GAPCalculator(model, uncertainty="local")`` reports (``forces_latent_score``, one
+        value per atom), read from the results of the calculator driving ``atoms`` when it is
+        such a calculator of ``model``. Both leave out the label noise, so the threshold
+        compares what more data can lower. Returns (score, posterior), the
+        posterior to pass back in while the model is unchanged.
+    """
+    if score not in SCORES:
+        raise ValueError(f"unknown uncertainty score {score!r} (choose from {', '.join(SCORES)})")
+    stds, posterior = force_stds(model, atoms, source, posterior)
+    return reduce_stds(stds, score), posterior
+
+
+def calibration_factor(frames):
+    """The factor (>= 1, no unit) by which the latent force stds are read at the scale of the
+    model's force errors, from the oracle-labelled ``frames`` that carry an error/std pair in
+    ``info`` (``otf_error_ms``: mean squared force-component error of the model before the
+    label; ``otf_predictive_ms``: mean squared predictive std there, latent variance plus the
+    noise sigma squared; both eV²/Å²; frames without them are skipped):
+    sqrt(sum n·error_ms / sum n·predictive_ms) with n the frame's atoms, or 1 when no frame
+    has a pair. Below 1 is not taken: the calls are made where the std is large, so their
+    ratio understates it elsewhere, and the uncalibrated threshold is the floor."""
+    errors = variances = 0.0
+    for frame in frames:
+        if "otf_error_ms" in frame.info and "otf_predictive_ms" in frame.info:
+            errors += len(frame) * float(frame.info["otf_error_ms"])
+            variances += len(frame) * float(frame.info["otf_predictive_ms"])
+    if variances <= 0.0:
+        return 1.0
+    return max(1.0, float(np.sqrt(errors / variances)))
 
 
 def min_distance(atoms):
@@ -225,8 +276,12 @@ class OnTheFlyRun:
         ``update`` (when it was fitted here, the labelled frames are all its data).
     label_start : also have the oracle label the start structures first (default: only
         when there is no model).
-    threshold : oracle call above it; in multiples of ``noise_level(model)`` (threshold_unit
-        "sigma") or eV/Å ("eV/A").
+    threshold : oracle call when the frame's uncertainty times the calibration factor exceeds
+        it; in multiples of ``noise_level(model)`` (threshold_unit "sigma") or eV/Å ("eV/A").
+    calibration : "errors" (default): the frame's uncertainty is compared with the threshold
+        after scaling by ``calibration_factor`` of the labelled frames (the model's force
+        errors before each label over its predictive stds there). "none": the latent
+        uncertainty itself is compared.
     score : "forces" (largest force-component std) or "forces_rms".
     uncertainty : the source of the stds, "full" or "local" (``frame_uncertainty``).
     check_every : MD steps between uncertainty checks.
@@ -264,7 +319,7 @@ class OnTheFlyRun:
                  uncertainty="full", check_every=1, max_oracle_calls=None, refit="auto",
                  checkpoint_every=10, trajectory_every=10, max_temperature_factor=3.0,
                  min_distance_A=1.0, label_every=None, refit_growth=2.0, random_state=0,
-                 min_call_interval=1, label_new_structures=False):
+                 min_call_interval=1, label_new_structures=False, calibration="errors"):
         if model is None and recipe is None:
             raise ValueError("give a model to continue or a recipe to fit to the start structures")
         if threshold_unit not in THRESHOLD_UNITS:
@@ -275,6 +330,9 @@ class OnTheFlyRun:
                              f"{', '.join(UNCERTAINTY_SOURCES)})")
         if score not in SCORES:
             raise ValueError(f"unknown uncertainty score {score!r} (choose from {', '.join(SCORES)})")
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"unknown calibration {calibration!r} (choose from "
+                             f"{', '.join(CALIBRATIONS)})")
         if refit not in REFIT_POLICIES:
             raise ValueError(f"unknown refit policy {refit!r} (choose from {', '.join(REFIT_POLICIES)})")
         if not threshold > 0:
@@ -325,6 +383,7 @@ class OnTheFlyRun:
             raise ValueError(f"min_call_interval must be at least 1 step, not {min_call_interval!r}")
         self.min_call_interval = int(min_call_interval)
         self.label_new_structures = bool(label_new_structures)
+        self.calibration = calibration
         self.labelled = []
         self.refits = 0
         self.sparse_full = False
@@ -349,6 +408,10 @@ class OnTheFlyRun:
             record["min_call_interval"] = self.min_call_interval
         if self.label_new_structures:
             record["label_new_structures"] = True
+        # a run written before the calibration existed resumes calibrated: its labels carry
+        # no error/std pair, so the factor starts at 1 with its next call
+        if self.calibration != "errors":
+            record["calibration"] = self.calibration
         return record
 
     def _log_line(self, text):
@@ -384,15 +447,25 @@ class OnTheFlyRun:
 
     # ------------------------------------------------------------------ threshold
     def threshold_eV_A(self):
-        """The threshold in eV/Å for the current model."""
+        """The threshold on the frame's latent uncertainty, eV/Å, for the current model and
+        calibration: the threshold (times ``noise_level(model)`` in unit "sigma") over the
+        calibration factor."""
+        threshold = self.threshold
         if self.threshold_unit == "sigma":
-            return self.threshold * noise_level(self.model)
-        return self.threshold
+            threshold *= noise_level(self.model)
+        return threshold / self.calibration_factor()
+
+    def calibration_factor(self):
+        """The factor the latent stds are scaled by (1 without calibration): see
+        ``calibration_factor``."""
+        return calibration_factor(self.labelled) if self.calibration == "errors" else 1.0
 
     def _frame_uncertainty(self, atoms):
-        value, self._posterior = frame_uncertainty(self.model, atoms, self.score, self.uncertainty,
-                                                   self._posterior)
-        return value
+        return reduce_stds(self._frame_stds(atoms), self.score)
+
+    def _frame_stds(self, atoms):
+        stds, self._posterior = force_stds(self.model, atoms, self.uncertainty, self._posterior)
+        return stds
 
     # ------------------------------------------------------------------ start and restore
     def _begin(self):
@@ -443,7 +516,9 @@ class OnTheFlyRun:
         from .. import load
         stored = json.loads(self._path("settings.json").read_text())
         current = json.loads(json.dumps(self.settings_record()))
-        different = sorted(key for key in current if stored.get(key) != current[key])
+        # a key only one side records is a setting away from its default there
+        different = sorted(key for key in set(current) | set(stored)
+                           if stored.get(key) != current.get(key))
         if different:
             raise ValueError(f"{self.directory}: holds a run with other settings "
                              f"({', '.join(different)}); use another output folder")
@@ -470,12 +545,19 @@ class OnTheFlyRun:
     def _budget_spent(self):
         return self.max_oracle_calls is not None and len(self.labelled) >= self.max_oracle_calls
 
-    def _label(self, atoms, info):
-        """The oracle's labels of ``atoms``, appended to labelled.xyz before anything else."""
+    def _label(self, atoms, info, model_forces=None, stds=None):
+        """The oracle's labels of ``atoms``, appended to labelled.xyz before anything else.
+        Given the model's forces before the label and the frame's latent stds (eV/Å), the
+        calibration's pair goes with it (``otf_error_ms``, ``otf_predictive_ms``, eV²/Å²)."""
         from .learning import label
         from ..structures.io import append
         labelled = label(atoms, self.oracle)
         labelled.info.update(info)
+        if model_forces is not None and stds is not None:
+            errors = model_forces - labelled.get_forces()
+            labelled.info["otf_error_ms"] = float(np.mean(errors ** 2))
+            labelled.info["otf_predictive_ms"] = float(np.mean(np.square(stds))
+                                                       + noise_level(self.model) ** 2)
         labelled.info["otf_call"] = len(self.labelled) + 1
         append(self._path("labelled.xyz"), labelled)
         self.labelled.append(labelled)
@@ -523,11 +605,14 @@ class OnTheFlyRun:
                         f"{time.perf_counter() - began:.1f} s")
             self._save_model()
 
-    def _learn(self, atoms, stage, step, uncertainty, threshold, kind="on_the_fly"):
+    def _learn(self, atoms, stage, step, stds, threshold, kind="on_the_fly"):
+        """Label ``atoms`` (latent force stds ``stds``, eV/Å), log the model's errors before the
+        label, store the error/std pair of the calibration and add the label to the model."""
         prediction = self.model.predict_structure(atoms)
+        uncertainty = reduce_stds(stds, self.score)
         labelled = self._label(atoms, {"otf_stage": stage, "otf_step": step,
                                        "otf_uncertainty": uncertainty, "otf_threshold": threshold,
-                                       "config_type": kind})
+                                       "config_type": kind}, prediction.forces, stds)
         errors = np.abs(prediction.forces - labelled.get_forces())
         n_atoms = len(atoms)
         self._log_line(
@@ -537,7 +622,8 @@ class OnTheFlyRun:
             f"{1e3 * threshold:.1f} meV/Å; model error "
             f"before: force MAE {1e3 * errors.mean():.1f}, max {1e3 * errors.max():.1f} meV/Å, "
             f"energy {1e3 * (prediction.energy - labelled.get_potential_energy()) / n_atoms:+.1f} "
-            "meV/atom")
+            "meV/atom" + (f"; calibration factor now {self.calibration_factor():.2f}"
+                          if self.calibration == "errors" else ""))
         self._incorporate([len(self.labelled) - 1])
 
     # ------------------------------------------------------------------ MD
@@ -675,13 +761,13 @@ class OnTheFlyRun:
         threshold (or ``labelling``). Returns "learned", "oracle budget spent" or None."""
         if not labelling and self._resting(stage, step):
             return None
-        uncertainty = self._frame_uncertainty(atoms)
+        stds = self._frame_stds(atoms)
         threshold = self.threshold_eV_A()
-        if not (uncertainty > threshold or labelling):
+        if not (reduce_stds(stds, self.score) > threshold or labelling):
             return None
         if self._budget_spent():
             return "oracle budget spent"
-        self._learn(atoms, stage, step, uncertainty, threshold, kind)
+        self._learn(atoms, stage, step, stds, threshold, kind)
         atoms.calc = self._calculator()
         self._checkpoint(dynamics, atoms, stage, step)
         return "learned"

@@ -62,7 +62,9 @@ settings file (TOML; paths relative to it):
   calculator = "ase.calculators.emt:EMT"   # module:Class or module:factory
   arguments = {}
   [learning]
-  threshold = 3.0                  # x the model's force sigma (threshold_unit = "eV/A": absolute)
+  threshold = 3.0                  # x the model's force sigma (threshold_unit = "eV/A": absolute),
+                                   # compared with the std scaled by the errors met at the calls
+                                   # (calibration = "errors"; "none": the std as it is)
   check_every = 1
   max_oracle_calls = 200
   [[stages]]

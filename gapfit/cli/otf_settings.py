@@ -16,6 +16,7 @@ Layout (paths relative to the settings file)::
     [learning]                          # every entry optional (OnTheFlyRun parameters)
     threshold = 3.0                     # in multiples of the model's force sigma ...
     threshold_unit = "sigma"            # ... or "eV/A" for an absolute force std
+    calibration = "errors"              # scale the std by the errors met at the calls, or "none"
     score = "forces"                    # or "forces_rms"
     uncertainty = "full"                # or "local" (the calculator's cheap uncertainty)
     check_every = 1                     # MD steps between uncertainty checks
@@ -50,8 +51,8 @@ from pathlib import Path
 TOP_LEVEL_KEYS = ("start", "model", "training", "output", "oracle", "learning", "stages", "gap",
                   "terms", "read")
 ORACLE_KEYS = ("calculator", "arguments")
-LEARNING_KEYS = ("threshold", "threshold_unit", "score", "uncertainty", "check_every",
-                 "max_oracle_calls", "refit", "label_start", "checkpoint_every",
+LEARNING_KEYS = ("threshold", "threshold_unit", "calibration", "score", "uncertainty",
+                 "check_every", "max_oracle_calls", "refit", "label_start", "checkpoint_every",
                  "trajectory_every", "max_temperature_factor", "min_distance", "refit_growth",
                  "label_every", "min_call_interval", "label_new_structures", "seed")
 STAGE_KEYS = {"ensemble": "ensemble", "temperature": "temperature_K", "steps": "steps",
