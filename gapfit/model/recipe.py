@@ -292,11 +292,17 @@ def _screen_terms(terms):
     return small
 
 
+def _has_virial_rows(atoms, model):
+    """Whether ``model``'s settings fit the virial of ``atoms`` (periodic, with a stress)."""
+    return (model.fit_virial and atoms.pbc.all()
+            and "stress" in getattr(atoms.calc, "results", {}))
+
+
 def _target_rows(structures, model):
     rows = 0
     for atoms in structures:
         rows += 1 + (3 * len(atoms) if model.fit_forces else 0)
-        if model.fit_virial and atoms.pbc.all() and "stress" in getattr(atoms.calc, "results", {}):
+        if _has_virial_rows(atoms, model):
             rows += 6
     return rows
 
@@ -425,8 +431,7 @@ def _fitted_kinds(structures, model):
     """The target kinds ("energy", "forces", "virial") ``model``'s settings fit on
     ``structures``."""
     kinds = {"energy"} | ({"forces"} if model.fit_forces else set())
-    if model.fit_virial and any(atoms.pbc.all() and "stress" in getattr(atoms.calc, "results", {})
-                                for atoms in structures):
+    if any(_has_virial_rows(atoms, model) for atoms in structures):
         kinds.add("virial")
     return kinds
 
