@@ -418,9 +418,9 @@ def main():
     print("base CV nrms", fmt(base_cv, "nrms"), flush=True)
 
     rules = {}
-    for which, tag in (("nrms", "cv-n"), ("rmse", "cv-l")):
+    for which, prefix in (("nrms", "cv-n"), ("rmse", "cv-l")):
         for power, suffix in ((1, ""), (0.5, "-sqrt")):
-            rules[tag + suffix] = (cv_rule(base_cv, which, power), None, {})
+            rules[prefix + suffix] = (cv_rule(base_cv, which, power), None, {})
     # contrast (not a noise model): the hard groups weighted MORE, sigma × ratio^-1/2
     rules["cv-n-inv-sqrt"] = (cv_rule(base_cv, "nrms", -0.5), None, {})
 
