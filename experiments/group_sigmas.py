@@ -264,7 +264,6 @@ class GroupEvidence:
         result = minimize(objective, np.zeros(n_par), jac=True, method="L-BFGS-B",
                           bounds=[(-bound, bound)] * n_par)
         t = self.tie @ result.x
-        _, lower_info = None, None
         return ({k: float(np.exp(v)) for k, v in zip(self.keys, t)}, None,
                 {"before_per_row": float(before / total_rows),
                  "after_per_row": float(-result.fun), "calls": calls[0],
