@@ -24,7 +24,7 @@ def searched(split):
     """A searched fit (seven candidates cross-validated, 3 folds each, and a final fit): slow,
     run with -m slow."""
     train, _ = split
-    return gapfit.GAP(random_state=0, recipe="search").fit(train)
+    return gapfit.GAP(random_state=0, recipe="search", search_time=None).fit(train)
 
 
 @pytest.mark.slow
@@ -34,7 +34,7 @@ def test_search_is_deterministic_and_never_reads_the_test_split(split, searched)
     for atoms in test:
         atoms.calc.results["energy"] *= -1000.0
         atoms.calc.results["forces"] = -atoms.calc.results["forces"] * 50.0
-    again = gapfit.GAP(random_state=0, recipe="search").fit(train)
+    again = gapfit.GAP(random_state=0, recipe="search", search_time=None).fit(train)
     assert again.recipe_.chosen == searched.recipe_.chosen
     assert [c.log_evidence_per_row for c in again.recipe_.candidates] == \
         [c.log_evidence_per_row for c in searched.recipe_.candidates]
@@ -156,10 +156,51 @@ def test_candidates_follow_the_datas_length_scale():
     assert recipe.md_cost(wider) > recipe.md_cost(reference)
 
 
-def test_an_unknown_preference_is_refused(split):
+def test_an_unknown_preference_or_budget_is_refused(split):
     train, _ = split
     with pytest.raises(ValueError, match="prefer"):
         gapfit.GAP(prefer="fast", recipe="search").fit(train)
+    for budget in ("fast", -1.0, True):
+        with pytest.raises(ValueError, match="search_time"):
+            gapfit.GAP(search_time=budget, recipe="search").fit(train)
+
+
+def test_fit_work_grows_with_atoms_cutoff_and_sparse_points():
+    reference = recipe.candidates(2.7)[0][1]
+    assert recipe.fit_work(reference, 2000) == pytest.approx(2 * recipe.fit_work(reference, 1000))
+    assert recipe.fit_work(reference, 1000) == pytest.approx(
+        1000 * (recipe.DESCRIPTOR_WORK + 1.0))
+    wider = [gapfit.TwoBody(), gapfit.SOAP(r_cut=6.0)]
+    denser = [gapfit.TwoBody(), gapfit.SOAP(n_sparse=1500)]
+    for other in (wider, denser):
+        assert recipe.fit_work(other, 1000) > recipe.fit_work(reference, 1000)
+    assert recipe.fit_work([gapfit.TwoBody()], 1000) == 0.0
+
+
+def test_the_automatic_budget_screens_what_fits_in_it_without_a_warning(split):
+    """On a small training set the screen is the whole set, so each candidate's fold fits
+    cost more than a default fit: the automatic budget screens only the first ones."""
+    train, test = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message=".*distinct environments")
+        model = gapfit.GAP(random_state=0, recipe="search").fit(train)
+    report = model.recipe_
+    screened = [c for c in report.candidates if c.cv_mae]
+    skipped = [c for c in report.candidates if not c.cv_mae]
+    assert screened and skipped and any("screening budget" in note for note in report.warnings)
+    assert report.chosen in [c.name for c in screened]
+    # the work the screened term sets cost (their sigma options share fold fits), in default
+    # fits, is within the budget, and the first skipped one would have exceeded it
+    default_fit = recipe.fit_work(recipe.candidates(2.7)[0][1], sum(len(a) for a in train))
+    subset = recipe.screen(train)
+
+    def work(candidate):
+        return recipe.screening_work(_terms_of(candidate), subset, default_fit)
+
+    spent = sum(work(c) for c in screened if not c.scales)
+    assert spent <= recipe.SCREEN_BUDGET_FITS < spent + work(skipped[0])
+    assert np.all(np.isfinite(model.predict(test)))
 
 
 def test_explicit_terms_skip_the_search(split):
@@ -168,6 +209,13 @@ def test_explicit_terms_skip_the_search(split):
         warnings.simplefilter("error")
         model = gapfit.GAP(terms=[gapfit.TwoBody(n_sparse=10)], random_state=0).fit(train)
     assert not hasattr(model, "recipe_")
+
+
+def _terms_of(candidate):
+    """The terms of a reported candidate, rebuilt from its settings."""
+    kinds = {"TwoBody": gapfit.TwoBody, "SOAP": gapfit.SOAP}
+    return [kinds[settings["type"]](**{k: v for k, v in settings.items() if k != "type"})
+            for settings in candidate.terms]
 
 
 def _small_terms():

@@ -95,8 +95,13 @@ class GAP(BaseEstimator):
         chosen one is fitted to all data with ``optimize_hyperparameters`` as set);
         ``recipe_`` reports the candidates, their scores and MD costs.
     prefer : "speed" (default: the chosen recipe's MD cost stays within 1.5× the fixed
-        recipe's) or "accuracy" (larger bases allowed). search_time : s, or None: screening
-        stops when this budget is spent (at least one candidate is screened), with a warning.
+        recipe's) or "accuracy" (larger bases allowed). search_time : "auto" (default), s, or None.
+        "auto": the screening's fold fits may cost ``recipe.SCREEN_BUDGET_FITS`` (4) default
+        fits' work, estimated from atom counts (deterministic: the same choice on any machine),
+        so that search and final fit stay within about 6 default fits; on small data sets,
+        whose screen is the whole training set, fewer candidates are screened (reported in
+        ``recipe_``). A number: screening stops when that many seconds are spent, with a
+        warning. None: every candidate is screened. At least one candidate always is.
     repulsion : "zbl" (default), a ``gapfit.ZBL`` with its own settings, or None / False (off):
         a fixed screened-Coulomb (ZBL) pair repulsion switched off at the shortest distance
         of each species pair in the training data (``shortest_distances_``), so it is zero
@@ -125,7 +130,7 @@ class GAP(BaseEstimator):
                  sparse_jitter=1e-8, chunk_atoms=512, n_jobs=None, backend=None,
                  read_options=None, random_state=None, verbose=False,
                  optimize_hyperparameters="scale", recipe="fixed", prefer="speed",
-                 search_time=None, repulsion="zbl", virial_weighting="tensor",
+                 search_time="auto", repulsion="zbl", virial_weighting="tensor",
                  sparse_jitter_relative=True):
         self.terms = terms
         self.energy_sigma = energy_sigma

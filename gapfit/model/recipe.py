@@ -24,6 +24,11 @@ The search has two stages: the structural candidates above, then the best of the
 SOAP atom widths of ATOM_WIDTHS. Every term set is also scored with each sigma option of
 SIGMA_OPTIONS (the virial sigma × 0.3) by re-solving its fold fits, which costs no refit;
 the chosen option's factors multiply the model's sigmas in the final fit.
+
+By default (``search_time="auto"``) the fold fits may cost SCREEN_BUDGET_FITS default fits'
+work (``fit_work``, from atom counts: the same on every machine); candidates beyond it are
+listed unscreened. On large data sets the screen is a small part of the training set and every
+candidate fits in; on small ones the screen is the training set and fewer are screened.
 """
 import logging
 import time
@@ -71,6 +76,16 @@ ATOM_WIDTHS = (0.35, 0.3)
 # ``GAP.with_sigma_scales``): the model's own sigmas, and the virial sigma × 0.3, the CV
 # stress optimum in every mlearn Mo run (CV S -5 to -11 %; recipe3)
 SIGMA_OPTIONS = ({}, {"virial": 0.3})
+# search_time="auto": the screening's fold fits may cost this many default fits (the fixed
+# recipe fitted to the whole training set), estimated from atom counts by ``fit_work``; with
+# the final fit (a 1,500-sparse recipe: about 1.7 default fits on mlearn Mo) the search then
+# stays within the 6 default fits that issue 16 allows, on large and small data alike
+SCREEN_BUDGET_FITS = 4.0
+# fit work per atom of a many-body term ∝ DESCRIPTOR_WORK × (r_cut / 5 Å)³ + n_sparse / 1,000:
+# the one parameter fitted to the reference candidate's 3 fold fits against a default fit
+# (mlearn Mo, screen 2,500 of 10,087 atoms: 9.4 s against 26 s; Ti-Al, screen = all 1,830
+# atoms: 24 s against 15 s; this model says 0.38 and 1.52 default fits, measured 0.36 and 1.6)
+DESCRIPTOR_WORK = 1.5
 PREFERENCES = ("speed", "accuracy")
 KINDS = ("energy", "forces", "stress")
 # display factors: meV/atom, meV/Å, GPa (from eV/atom, eV/Å, eV/Å³)
@@ -146,6 +161,9 @@ class RecipeReport:
                  f"{'candidate':42s} {'CV E meV/at':>11s} {'F meV/Å':>8s} {'S GPa':>6s}"
                  f" {'score':>6s} {'logev/row':>9s} {'MD cost':>8s} {'fit s':>6s}"]
         for c in self.candidates:
+            if not c.cv_mae:
+                lines.append(f"{c.name:42s} not screened (budget)")
+                continue
             mark = " <- chosen" if c.name == self.chosen else ""
             mae = [c.cv_mae.get(kind, float("nan")) for kind in KINDS]
             note = f" ({c.reason})" if c.reason and not mark else ""
@@ -155,7 +173,7 @@ class RecipeReport:
         if np.isfinite(self.final_md_us_per_atom):
             lines.append(f"chosen recipe: {self.final_md_us_per_atom:.0f} µs/atom per energy+forces"
                          "+stress call (this machine, this process)")
-        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"note: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -242,6 +260,19 @@ def md_cost(terms):
     return total
 
 
+def fit_work(terms, n_atoms):
+    """Relative work (arbitrary units) of fitting ``terms`` to ``n_atoms`` atoms: per atom
+    and many-body term DESCRIPTOR_WORK × (r_cut / 5 Å)³ for its descriptor and its gradients
+    plus n_sparse / 1,000 for its covariance rows. Deterministic, so a search bounded by it
+    chooses the same recipe on any machine."""
+    per_atom = 0.0
+    for term in terms:
+        if isinstance(term, (SOAP, QuipSOAP)):
+            r_cut = term.r_cut if isinstance(term, SOAP) else term.cutoff
+            per_atom += DESCRIPTOR_WORK * (r_cut / 5.0) ** 3 + term.n_sparse / 1000.0
+    return per_atom * n_atoms
+
+
 def _group_of(atoms):
     return str(atoms.info.get("config_type", "default"))
 
@@ -290,6 +321,14 @@ def _screen_terms(terms):
             term.set_params(n_sparse=max(50, int(round(SCREEN_SPARSE_FRACTION * term.n_sparse))))
         small.append(term)
     return small
+
+
+def screening_work(terms, subset, default_fit_work):
+    """The work of cross-validating ``terms`` on the screen ``subset`` in default fits
+    (``default_fit_work`` = ``fit_work`` of the reference recipe on the training set): each
+    configuration is fitted in FOLDS - 1 of the fold fits, with the screen's sparse points."""
+    fitted_atoms = (FOLDS - 1) * sum(len(atoms) for atoms in subset)
+    return fit_work(_screen_terms(terms), fitted_atoms) / default_fit_work
 
 
 def _has_virial_rows(atoms, model):
@@ -458,17 +497,29 @@ class _Screening:
     """The candidates screened so far, each term set once with all its sigma options, and
     the time budget they share."""
 
-    def __init__(self, model, subset, options, reference_cost):
+    def __init__(self, model, subset, options, reference_cost, default_fit_work):
+        """``default_fit_work``: ``fit_work`` of the reference recipe on the training set."""
         self.model, self.subset, self.options = model, subset, options
         self.assignment = folds(subset)
         self.reference_cost = reference_cost
         # by candidate name: its terms, and the name of its term set (without sigma options)
         self.listed, self.terms, self.term_set, self.notes = [], {}, {}, []
         self.start = time.perf_counter()
+        # the fold fits' work so far, in default fits (``fit_work``)
+        self.default_fit_work, self.work = default_fit_work, 0.0
 
-    def over_budget(self):
+    def over_budget(self, terms):
+        """A note saying why ``terms`` would exceed the budget, or ""."""
         budget = self.model.search_time
-        return budget is not None and time.perf_counter() - self.start > budget
+        if budget == "auto":
+            work = self.work + screening_work(terms, self.subset, self.default_fit_work)
+            if work > SCREEN_BUDGET_FITS:
+                return (f"screening budget of {SCREEN_BUDGET_FITS:g} default fits' work reached"
+                        f" (the next term set would bring it to {work:.1f}; search_time=None"
+                        " screens every candidate)")
+        elif budget is not None and time.perf_counter() - self.start > budget:
+            return f"time budget of {budget:.0f} s reached"
+        return ""
 
     def add(self, name, terms, screen=True):
         """List the candidates of one term set (one per sigma option), cross-validated
@@ -482,6 +533,7 @@ class _Screening:
         if not screen:
             return
         began = time.perf_counter()
+        self.work += screening_work(terms, self.subset, self.default_fit_work)
         results = cross_validate(self.model, terms, self.subset, self.assignment, self.options)
         seconds = time.perf_counter() - began
         for candidate, result in zip(listed, results):
@@ -496,11 +548,10 @@ class _Screening:
         """Screen each (name, terms) while the budget lasts (the first candidate always);
         list the rest unscreened."""
         for name, terms in proposed:
-            stop = bool(self.listed) and self.over_budget()
-            if stop and not self.notes:
-                self.notes.append(f"time budget of {self.model.search_time:.0f} s reached in "
-                                  f"the {stage}; the best screened so far is used")
-            self.add(name, terms, screen=not stop)
+            reason = self.over_budget(terms) if self.listed else ""
+            if reason and not self.notes:
+                self.notes.append(f"{reason} in the {stage}; the best screened so far is used")
+            self.add(name, terms, screen=not reason)
 
 
 def search(model, structures):
@@ -513,12 +564,18 @@ def search(model, structures):
     prefer = model.prefer
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
+    budget = model.search_time
+    if not (budget is None or (isinstance(budget, str) and budget == "auto")
+            or (isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget >= 0)):
+        raise ValueError(f"search_time must be 'auto', a number of seconds >= 0 or None, "
+                         f"got {budget!r}")
     d1 = nearest_neighbour_distance(structures)
     subset = screen(structures, model.random_state)
     kinds = _fitted_kinds(subset, model)
     options = [scales for scales in SIGMA_OPTIONS if set(scales) <= kinds]
     proposed = candidates(d1, prefer)
-    screening = _Screening(model, subset, options, md_cost(proposed[0][1]))
+    default_fit_work = fit_work(proposed[0][1], sum(len(atoms) for atoms in structures))
+    screening = _Screening(model, subset, options, md_cost(proposed[0][1]), default_fit_work)
     screening.add_within_budget(proposed, "structural stage")
     best = judge(screening.listed, prefer)
     screening.add_within_budget(with_atom_widths(screening.term_set[best.name],
@@ -526,7 +583,11 @@ def search(model, structures):
                                 "atom-width stage")
     best = judge(screening.listed, prefer)
     for note in screening.notes:
-        warnings.warn(f"recipe search: {note}", stacklevel=3)
+        # the automatic budget is the design, not a surprise: it is logged and reported
+        if model.search_time == "auto":
+            logger.info("recipe search: %s", note)
+        else:
+            warnings.warn(f"recipe search: {note}", stacklevel=3)
     report = RecipeReport(screening.listed, best.name, d1, len(subset), 0.0,
                           warnings=screening.notes)
     return [clone(term) for term in screening.terms[best.name]], report
