@@ -10,7 +10,7 @@ import numpy as np
 
 import gapfit
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from structural import MLEARN, md_cell, terms_of  # noqa: E402
+from structural import MLEARN, interleaved_md_times, md_cell, terms_of  # noqa: E402
 from gapfit.predict.predictor import StructurePredictor  # noqa: E402
 
 element = sys.argv[1]
@@ -27,16 +27,7 @@ for name in names:
     kw.pop("config_type_sigma", None)
     model = gapfit.GAP(terms=terms, random_state=0, **kw).fit(train)
     predictors[name] = StructurePredictor.from_model(model)
-    predictors[name].predict(cell)
-rounds = {name: [] for name in names}
-for _ in range(5):
-    for name in names:
-        best = np.inf
-        for _ in range(3):
-            began = time.perf_counter()
-            predictors[name].predict(cell)
-            best = min(best, time.perf_counter() - began)
-        rounds[name].append(1e6 * best / len(cell))
+rounds = interleaved_md_times(predictors, cell)
 import os
 reference = np.median(rounds["default"])
 print(f"{element}: {len(cell)}-atom cell, one thread, load {os.getloadavg()[0]:.1f}")

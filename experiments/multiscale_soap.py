@@ -27,11 +27,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase.build import bulk
 
 import gapfit
 from gapfit.evaluate.errors import ParityData, Series, error_table, parity_data, parity_statistics
 from gapfit.predict.predictor import StructurePredictor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from structural import interleaved_md_times, md_cell  # noqa: E402
 
 MLEARN = Path("/work/shared/data/mlearn")
 STORE = Path("/tmp/h17")
@@ -139,12 +141,6 @@ def cv_one(element, name, folds=3):
     print(line(f"CV {name}", errors), f"| {folds} fold fits {cpu:.0f} s CPU", flush=True)
 
 
-def md_cell(element):
-    if element == "Mo":
-        return bulk("Mo", "bcc", a=3.16, cubic=True).repeat(4)        # 128 atoms
-    return bulk("Si", "diamond", a=5.47, cubic=True).repeat(3)         # 216 atoms
-
-
 def md_cost(element, names, rounds=15):
     """µs/atom per energy+forces+stress call, the saved models timed interleaved (median over
     rounds of the best of 3), each relative to the default's."""
@@ -152,17 +148,7 @@ def md_cost(element, names, rounds=15):
     cell.rattle(0.05, seed=1)
     names = ["default"] + [n for n in names if n != "default"]
     predictors = {n: StructurePredictor.from_model(gapfit.load(model_path(element, n))) for n in names}
-    for predictor in predictors.values():
-        predictor.predict(cell)
-    times = {n: [] for n in names}
-    for _ in range(rounds):
-        for n in names:
-            best = np.inf
-            for _ in range(3):
-                began = time.perf_counter()
-                predictors[n].predict(cell)
-                best = min(best, time.perf_counter() - began)
-            times[n].append(1e6 * best / len(cell))
+    times = interleaved_md_times(predictors, cell, rounds)
     reference = np.median(times["default"])
     print(f"{element}: {len(cell)}-atom cell, one thread, load {os.getloadavg()[0]:.1f}")
     for n in names:

@@ -87,6 +87,23 @@ def md_cell(element):
     return bulk("Si", "diamond", a=5.47, cubic=True).repeat(3)         # 216 atoms
 
 
+def interleaved_md_times(predictors, atoms, rounds=5):
+    """{name: [µs/atom per round]}: each round times every predictor in turn (best of 3
+    energy+forces+stress calls on ``atoms``), so that load changes hit all alike."""
+    for predictor in predictors.values():
+        predictor.predict(atoms)
+    times = {name: [] for name in predictors}
+    for _ in range(rounds):
+        for name, predictor in predictors.items():
+            best = np.inf
+            for _ in range(3):
+                began = time.perf_counter()
+                predictor.predict(atoms)
+                best = min(best, time.perf_counter() - began)
+            times[name].append(1e6 * best / len(atoms))
+    return times
+
+
 def md_time(model, atoms, repeats=5):
     predictor = StructurePredictor.from_model(model)
     predictor.predict(atoms)
