@@ -243,7 +243,10 @@ def md_cost(terms):
     """MD time per atom of one energy+forces+stress call relative to the reference recipe
     (2-body + SOAP r_cut 5 Å, n_max 8, l_max 6, 1,000 sparse points) on the same data (the
     neighbour count grows as r_cut³), from MD_COST_PARTS.
-    QuipSOAP is costed like SOAP (its wider basis makes it about 1.3x dearer than this says)."""
+    QuipSOAP is costed like SOAP (its wider basis makes it about 1.3x dearer than this says);
+    each SOAP term beyond the first adds about 0.2 more than this says (its own passes over
+    the neighbours: a short second SOAP term measured 1.40x against 1.18x estimated,
+    docs/recipe_research.md, "Multi-scale SOAP"). The search's candidates have one."""
     def features(n_max, l_max):
         return n_max * (n_max + 1) // 2 * (l_max + 1)
 
@@ -483,7 +486,7 @@ def _option_name(name, scales):
 
 def with_atom_widths(name, terms):
     """(name, terms) of ``terms`` with each of ATOM_WIDTHS as the SOAP atom width (``sigma``,
-    Å) in place of its own; none without a SOAP term."""
+    Å) in place of its own, in every SOAP term; none without a SOAP term."""
     found = []
     for width in ATOM_WIDTHS:
         changed = [clone(term).set_params(sigma=width) if isinstance(term, SOAP) else clone(term)
