@@ -190,6 +190,11 @@ def test_the_automatic_budget_screens_what_fits_in_it_without_a_warning(split):
     skipped = [c for c in report.candidates if not c.cv_mae]
     assert screened and skipped and any("screening budget" in note for note in report.warnings)
     assert report.chosen in [c.name for c in screened]
+    table = report.format_table().splitlines()
+    assert [line.split(" not screened")[0].strip() for line in table if "not screened" in line] \
+        == [c.name for c in skipped]
+    assert [line for line in table if line.endswith("<- chosen")][0].startswith(report.chosen)
+    assert any(line.startswith("note: screening budget") for line in table)
     # the work the screened term sets cost (their sigma options share fold fits), in default
     # fits, is within the budget, and the first skipped one would have exceeded it
     default_fit = recipe.fit_work(recipe.candidates(2.7)[0][1], sum(len(a) for a in train))
