@@ -239,6 +239,12 @@ MD_COST_PARTS = {"fixed": 0.21, "expansion": 0.36, "kernel": 0.43}
 _REFERENCE_SOAP = {"r_cut": 5.0, "n_max": 8, "l_max": 6, "n_sparse": 1000}
 
 
+def _many_body_terms(terms):
+    """(term, cutoff in Å) of each SOAP or QuipSOAP term of ``terms``."""
+    return [(term, term.r_cut if isinstance(term, SOAP) else term.cutoff)
+            for term in terms if isinstance(term, (SOAP, QuipSOAP))]
+
+
 def md_cost(terms):
     """MD time per atom of one energy+forces+stress call relative to the reference recipe
     (2-body + SOAP r_cut 5 Å, n_max 8, l_max 6, 1,000 sparse points) on the same data (the
@@ -252,14 +258,12 @@ def md_cost(terms):
 
     ref = _REFERENCE_SOAP
     total = MD_COST_PARTS["fixed"]
-    for term in terms:
-        if isinstance(term, (SOAP, QuipSOAP)):
-            r_cut = term.r_cut if isinstance(term, SOAP) else term.cutoff
-            neighbours = (r_cut / ref["r_cut"]) ** 3
-            total += (MD_COST_PARTS["expansion"] * neighbours * (term.n_max / ref["n_max"]) ** 2
-                      * ((term.l_max + 1) / (ref["l_max"] + 1)) ** 2)
-            total += (MD_COST_PARTS["kernel"] * features(term.n_max, term.l_max)
-                      / features(ref["n_max"], ref["l_max"]) * term.n_sparse / ref["n_sparse"])
+    for term, r_cut in _many_body_terms(terms):
+        neighbours = (r_cut / ref["r_cut"]) ** 3
+        total += (MD_COST_PARTS["expansion"] * neighbours * (term.n_max / ref["n_max"]) ** 2
+                  * ((term.l_max + 1) / (ref["l_max"] + 1)) ** 2)
+        total += (MD_COST_PARTS["kernel"] * features(term.n_max, term.l_max)
+                  / features(ref["n_max"], ref["l_max"]) * term.n_sparse / ref["n_sparse"])
     return total
 
 
@@ -268,11 +272,9 @@ def fit_work(terms, n_atoms):
     and many-body term DESCRIPTOR_WORK × (r_cut / 5 Å)³ for its descriptor and its gradients
     plus n_sparse / 1,000 for its covariance rows. Deterministic, so a search bounded by it
     chooses the same recipe on any machine."""
-    per_atom = 0.0
-    for term in terms:
-        if isinstance(term, (SOAP, QuipSOAP)):
-            r_cut = term.r_cut if isinstance(term, SOAP) else term.cutoff
-            per_atom += DESCRIPTOR_WORK * (r_cut / 5.0) ** 3 + term.n_sparse / 1000.0
+    ref = _REFERENCE_SOAP
+    per_atom = sum(DESCRIPTOR_WORK * (r_cut / ref["r_cut"]) ** 3 + term.n_sparse / ref["n_sparse"]
+                   for term, r_cut in _many_body_terms(terms))
     return per_atom * n_atoms
 
 
@@ -498,7 +500,7 @@ def with_atom_widths(name, terms):
 
 class _Screening:
     """The candidates screened so far, each term set once with all its sigma options, and
-    the time budget they share."""
+    the budget (work or seconds) they share."""
 
     def __init__(self, model, subset, options, reference_cost, default_fit_work):
         """``default_fit_work``: ``fit_work`` of the reference recipe on the training set."""
@@ -511,11 +513,12 @@ class _Screening:
         # the fold fits' work so far, in default fits (``fit_work``)
         self.default_fit_work, self.work = default_fit_work, 0.0
 
-    def over_budget(self, terms):
-        """A note saying why ``terms`` would exceed the budget, or ""."""
+    def over_budget(self, work):
+        """A note saying why a term set of screening work ``work`` (default fits) would exceed
+        the budget, or ""."""
         budget = self.model.search_time
         if budget == "auto":
-            work = self.work + screening_work(terms, self.subset, self.default_fit_work)
+            work += self.work
             if work > SCREEN_BUDGET_FITS:
                 return (f"screening budget of {SCREEN_BUDGET_FITS:g} default fits' work reached"
                         f" (the next term set would bring it to {work:.1f}; search_time=None"
@@ -524,19 +527,19 @@ class _Screening:
             return f"time budget of {budget:.0f} s reached"
         return ""
 
-    def add(self, name, terms, screen=True):
+    def add(self, name, terms, work=None):
         """List the candidates of one term set (one per sigma option), cross-validated
-        together unless ``screen`` is False."""
+        together if ``work`` (its screening work, default fits) is given."""
         listed = [Candidate(_option_name(name, scales), [term_settings(t) for t in terms],
                             scales=dict(scales)) for scales in self.options]
         for candidate in listed:
             self.terms[candidate.name] = terms
             self.term_set[candidate.name] = name
         self.listed += listed
-        if not screen:
+        if work is None:
             return
         began = time.perf_counter()
-        self.work += screening_work(terms, self.subset, self.default_fit_work)
+        self.work += work
         results = cross_validate(self.model, terms, self.subset, self.assignment, self.options)
         seconds = time.perf_counter() - began
         for candidate, result in zip(listed, results):
@@ -551,10 +554,11 @@ class _Screening:
         """Screen each (name, terms) while the budget lasts (the first candidate always);
         list the rest unscreened."""
         for name, terms in proposed:
-            reason = self.over_budget(terms) if self.listed else ""
+            work = screening_work(terms, self.subset, self.default_fit_work)
+            reason = self.over_budget(work) if self.listed else ""
             if reason and not self.notes:
                 self.notes.append(f"{reason} in the {stage}; the best screened so far is used")
-            self.add(name, terms, screen=not reason)
+            self.add(name, terms, None if reason else work)
 
 
 def search(model, structures):
